@@ -1,0 +1,1 @@
+//! manifold-auth (placeholder; being written)

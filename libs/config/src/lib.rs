@@ -1,0 +1,1 @@
+//! manifold-config (placeholder; being written)

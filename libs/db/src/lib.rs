@@ -1,0 +1,1 @@
+//! manifold-db (placeholder; being written)

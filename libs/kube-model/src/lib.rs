@@ -1,0 +1,1 @@
+//! manifold-kube-model (placeholder; being written)

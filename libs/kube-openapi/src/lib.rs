@@ -1,0 +1,1 @@
+//! manifold-kube-openapi (placeholder; being written)

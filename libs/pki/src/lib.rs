@@ -1,0 +1,1 @@
+//! manifold-pki (placeholder; being written)

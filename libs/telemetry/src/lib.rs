@@ -1,0 +1,1 @@
+//! manifold-telemetry (placeholder; being written)
