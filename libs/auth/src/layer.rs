@@ -1,0 +1,104 @@
+//! A tower layer for tonic servers: every call except the health service (and
+//! any other path the server lists as public) must carry a valid bearer token.
+//! The resolved principal is put in the request's extensions for handlers.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures::future::BoxFuture;
+use tower::{Layer, Service};
+
+use crate::{AuthError, Authenticator, bearer_from_header};
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    authenticator: Arc<dyn Authenticator>,
+    public_prefixes: Arc<Vec<String>>,
+}
+
+impl AuthLayer {
+    /// `public_prefixes`: gRPC path prefixes served without a token, e.g.
+    /// `/grpc.health.v1.Health/`.
+    pub fn new(authenticator: Arc<dyn Authenticator>, public_prefixes: Vec<String>) -> Self {
+        Self {
+            authenticator,
+            public_prefixes: Arc::new(public_prefixes),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S, B, RB> Service<http::Request<B>> for AuthService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // Take the service that was driven to readiness, leave a fresh clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let path = req.uri().path();
+            if layer
+                .public_prefixes
+                .iter()
+                .any(|p| path.starts_with(p.as_str()))
+            {
+                return inner.call(req).await;
+            }
+            let result = match bearer_from_header(req.headers().get(http::header::AUTHORIZATION)) {
+                Ok(token) => layer.authenticator.authenticate(token).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(principal) => {
+                    req.extensions_mut().insert(principal);
+                    inner.call(req).await
+                }
+                Err(e) => Ok(status_response(e)),
+            }
+        })
+    }
+}
+
+fn status_response<RB: Default>(e: AuthError) -> http::Response<RB> {
+    let status: tonic::Status = e.into();
+    let mut response = http::Response::new(RB::default());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    // `add_header` writes grpc-status and grpc-message as trailers-only.
+    let _ = status.add_header(headers);
+    response
+}

@@ -1,0 +1,298 @@
+//! The RBAC rules: which permission a principal holds on a resource name.
+//!
+//! Resources form a tree by name (`tenants/acme/namespaces/shop/...`); a role
+//! bound at a scope applies to everything under it. A principal that holds no
+//! permission at all on a tenant's resource gets NOT_FOUND, so tenants cannot
+//! even learn what exists in another tenant.
+
+use chrono::{DateTime, Utc};
+
+/// What an action needs. Ordered: `Admin` implies `Write` implies `Read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    Read,
+    Write,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    SystemAdmin,
+    TenantAdmin,
+    NamespaceAdmin,
+    NamespaceEditor,
+    NamespaceViewer,
+}
+
+impl Role {
+    /// The stored spelling (`system-admin`, `tenant-admin`, `admin`, `editor`, `viewer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::SystemAdmin => "system-admin",
+            Role::TenantAdmin => "tenant-admin",
+            Role::NamespaceAdmin => "admin",
+            Role::NamespaceEditor => "editor",
+            Role::NamespaceViewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "system-admin" => Role::SystemAdmin,
+            "tenant-admin" => Role::TenantAdmin,
+            "admin" => Role::NamespaceAdmin,
+            "editor" => Role::NamespaceEditor,
+            "viewer" => Role::NamespaceViewer,
+            _ => return None,
+        })
+    }
+
+    fn permission(self) -> Permission {
+        match self {
+            Role::SystemAdmin | Role::TenantAdmin | Role::NamespaceAdmin => Permission::Admin,
+            Role::NamespaceEditor => Permission::Write,
+            Role::NamespaceViewer => Permission::Read,
+        }
+    }
+}
+
+/// A role held at a scope (`""`, `tenants/t` or `tenants/t/namespaces/n`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub role: Role,
+    pub scope: String,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `users/u` or `tenants/t/users/u`.
+    pub user: String,
+    /// The tenant name (`acme`) for tenant users.
+    pub tenant: Option<String>,
+    pub bindings: Vec<Binding>,
+    /// The token's resource name.
+    pub token: String,
+    /// Non-empty: the token only reaches resources under this name.
+    pub token_scope: String,
+    pub token_expire_time: DateTime<Utc>,
+}
+
+/// Why a check failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The principal may not even see the resource.
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+}
+
+impl From<Denied> for tonic::Status {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::NotFound(_) => tonic::Status::not_found(d.to_string()),
+            Denied::PermissionDenied(_) => tonic::Status::permission_denied(d.to_string()),
+        }
+    }
+}
+
+/// True when `resource` is `scope` or lies below it. The empty scope covers
+/// everything.
+pub fn is_under(resource: &str, scope: &str) -> bool {
+    scope.is_empty()
+        || resource == scope
+        || (resource.len() > scope.len()
+            && resource.starts_with(scope)
+            && resource.as_bytes()[scope.len()] == b'/')
+}
+
+/// The `tenants/{t}` prefix of a resource name, if it has one.
+pub fn tenant_of(resource: &str) -> Option<&str> {
+    let rest = resource.strip_prefix("tenants/")?;
+    let end = rest
+        .find('/')
+        .map_or(resource.len(), |i| "tenants/".len() + i);
+    Some(&resource[..end])
+}
+
+impl Principal {
+    pub fn is_system_admin(&self) -> bool {
+        self.bindings.iter().any(|b| b.role == Role::SystemAdmin)
+    }
+
+    /// The tenant's resource name, `tenants/{t}`.
+    pub fn tenant_resource(&self) -> Option<String> {
+        self.tenant.as_ref().map(|t| format!("tenants/{t}"))
+    }
+
+    /// The highest permission held on `resource`, if any.
+    pub fn grant(&self, resource: &str) -> Option<Permission> {
+        // A user always manages itself and its own tokens.
+        if is_under(resource, &self.user) {
+            return Some(Permission::Admin);
+        }
+        if !self.token_scope.is_empty() && !is_under(resource, &self.token_scope) {
+            // A scoped token may still read the tenant that holds its scope.
+            return (tenant_of(&self.token_scope) == Some(resource)).then_some(Permission::Read);
+        }
+        let mut best: Option<Permission> = None;
+        for b in &self.bindings {
+            let granted = match b.role {
+                Role::SystemAdmin => Some(Permission::Admin),
+                _ if is_under(resource, &b.scope) => Some(b.role.permission()),
+                // A namespace role lets its holder read the enclosing tenant.
+                _ if tenant_of(&b.scope) == Some(resource) => Some(Permission::Read),
+                _ => None,
+            };
+            best = best.max(granted);
+        }
+        if best.is_none() && self.tenant_resource().as_deref() == Some(resource) {
+            best = Some(Permission::Read);
+        }
+        best
+    }
+
+    /// Ok when the principal holds `needed` on `resource`. A resource of a
+    /// tenant the principal cannot see at all is reported as not found.
+    pub fn check(&self, needed: Permission, resource: &str) -> Result<Permission, Denied> {
+        match self.grant(resource) {
+            Some(g) if g >= needed => Ok(g),
+            Some(_) => Err(Denied::PermissionDenied(format!(
+                "{} may not {} {}",
+                self.user,
+                verb(needed),
+                display(resource)
+            ))),
+            None if resource.starts_with("tenants/") => Err(Denied::NotFound(resource.to_owned())),
+            None => Err(Denied::PermissionDenied(format!(
+                "{} may not {} {}",
+                self.user,
+                verb(needed),
+                display(resource)
+            ))),
+        }
+    }
+}
+
+fn verb(p: Permission) -> &'static str {
+    match p {
+        Permission::Read => "read",
+        Permission::Write => "write",
+        Permission::Admin => "administer",
+    }
+}
+
+fn display(resource: &str) -> &str {
+    if resource.is_empty() {
+        "the system"
+    } else {
+        resource
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(tenant: Option<&str>, bindings: &[(Role, &str)], scope: &str) -> Principal {
+        Principal {
+            user: match tenant {
+                Some(t) => format!("tenants/{t}/users/u"),
+                None => "users/u".into(),
+            },
+            tenant: tenant.map(str::to_owned),
+            bindings: bindings
+                .iter()
+                .map(|(role, scope)| Binding {
+                    role: *role,
+                    scope: (*scope).to_owned(),
+                })
+                .collect(),
+            token: "t".into(),
+            token_scope: scope.into(),
+            token_expire_time: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn prefixes_respect_segment_boundaries() {
+        assert!(is_under("tenants/acme/namespaces/shop", "tenants/acme"));
+        assert!(is_under("tenants/acme", "tenants/acme"));
+        assert!(!is_under("tenants/acme2", "tenants/acme"));
+        assert!(is_under("anything", ""));
+        assert_eq!(tenant_of("tenants/acme/namespaces/x"), Some("tenants/acme"));
+        assert_eq!(tenant_of("tenants/acme"), Some("tenants/acme"));
+        assert_eq!(tenant_of("sites/x"), None);
+    }
+
+    #[test]
+    fn system_admin_holds_everything() {
+        let p = principal(None, &[(Role::SystemAdmin, "")], "");
+        assert_eq!(p.grant(""), Some(Permission::Admin));
+        assert_eq!(p.grant("tenants/b/namespaces/x"), Some(Permission::Admin));
+    }
+
+    #[test]
+    fn other_tenants_are_not_found_and_system_level_is_denied() {
+        let p = principal(Some("a"), &[(Role::TenantAdmin, "tenants/a")], "");
+        assert!(matches!(
+            p.check(Permission::Read, "tenants/b"),
+            Err(Denied::NotFound(_))
+        ));
+        assert!(matches!(
+            p.check(Permission::Read, "tenants/b/namespaces/x"),
+            Err(Denied::NotFound(_))
+        ));
+        assert!(matches!(
+            p.check(Permission::Admin, ""),
+            Err(Denied::PermissionDenied(_))
+        ));
+        assert_eq!(
+            p.check(Permission::Admin, "tenants/a/namespaces/x"),
+            Ok(Permission::Admin)
+        );
+    }
+
+    #[test]
+    fn namespace_roles_are_ordered_and_read_their_tenant() {
+        let ns = "tenants/a/namespaces/shop";
+        let viewer = principal(Some("a"), &[(Role::NamespaceViewer, ns)], "");
+        assert_eq!(
+            viewer.check(Permission::Read, &format!("{ns}/virtualClusters/d")),
+            Ok(Permission::Read)
+        );
+        assert!(matches!(
+            viewer.check(Permission::Write, ns),
+            Err(Denied::PermissionDenied(_))
+        ));
+        assert_eq!(viewer.grant("tenants/a"), Some(Permission::Read));
+        assert_eq!(viewer.grant("tenants/a/namespaces/other"), None);
+        let editor = principal(Some("a"), &[(Role::NamespaceEditor, ns)], "");
+        assert_eq!(editor.grant(ns), Some(Permission::Write));
+    }
+
+    #[test]
+    fn scoped_tokens_stay_inside_their_scope() {
+        let ns = "tenants/a/namespaces/shop";
+        let p = principal(Some("a"), &[(Role::TenantAdmin, "tenants/a")], ns);
+        assert_eq!(
+            p.grant(&format!("{ns}/virtualClusters/d")),
+            Some(Permission::Admin)
+        );
+        assert_eq!(p.grant("tenants/a/namespaces/other"), None);
+        assert_eq!(p.grant("tenants/a"), Some(Permission::Read));
+        // Own user and tokens stay reachable (to revoke the token itself).
+        assert_eq!(
+            p.grant("tenants/a/users/u/tokens/x"),
+            Some(Permission::Admin)
+        );
+    }
+
+    #[test]
+    fn users_without_bindings_only_read_their_tenant() {
+        let p = principal(Some("a"), &[], "");
+        assert_eq!(p.grant("tenants/a"), Some(Permission::Read));
+        assert_eq!(p.grant("tenants/a/namespaces/x"), None);
+    }
+}

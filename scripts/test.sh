@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make test` / CI: the whole workspace's tests against a private, fast PostgreSQL.
+# Without DATABASE_URL, a throwaway cluster (durability off) is started in
+# .tools/pg-test on port 55433 and stopped at the end whatever the outcome.
+# The test runner's exit code is this script's exit code.
+#
+# Exported to the tests:
+#   DATABASE_URL        superuser URL of database `postgres`; tests create their own databases
+#   MANIFOLD_TOOLS_BIN  absolute path of .tools/bin (kubectl, grpcurl, terraform, python)
+#   PATH                with .tools/bin first
+# Optional: MANIFOLD_TEST_PG_PORT (default 55433). Extra arguments go to the
+# test runner, e.g. `scripts/test.sh -p manifold-db` (or `make test ARGS="-p manifold-db"`).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+log() { echo "test.sh: $*" >&2; }
+
+pg_dir=".tools/pg-test"
+pg_port="${MANIFOLD_TEST_PG_PORT:-55433}"
+
+# Instant when already installed (stamp file); needed when run without make.
+scripts/install-tools.sh
+
+pg_started=0
+# shellcheck disable=SC2329 # invoked by trap
+on_exit() {
+  if [[ "$pg_started" -eq 1 ]]; then
+    scripts/postgres.sh stop "$pg_dir" || log "warning: could not stop PostgreSQL in $pg_dir"
+  fi
+}
+trap on_exit EXIT
+# Turn signals into a normal exit so the EXIT trap stops PostgreSQL.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+if [[ -z "${DATABASE_URL:-}" ]]; then
+  pg_started=1
+  DATABASE_URL="$(scripts/postgres.sh start "$pg_dir" "$pg_port" fast | tail -n1)"
+fi
+export DATABASE_URL
+export MANIFOLD_TOOLS_BIN="$root/.tools/bin"
+export PATH="$MANIFOLD_TOOLS_BIN:$PATH"
+log "DATABASE_URL=$DATABASE_URL MANIFOLD_TOOLS_BIN=$MANIFOLD_TOOLS_BIN"
+
+rc=0
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@" || rc=$?
+else
+  log "cargo-nextest not installed; using cargo test"
+  cargo test --workspace --no-fail-fast "$@" || rc=$?
+fi
+log "tests finished with status $rc"
+exit "$rc"
