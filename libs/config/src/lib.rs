@@ -1,1 +1,19 @@
-//! manifold-config (placeholder; being written)
+//! Layered settings for every Manifold process: built-in defaults, then an optional TOML
+//! file, then `MANIFOLD__SECTION__KEY` environment variables (and `DATABASE_URL`), then
+//! explicit overrides (CLI flags, tests). Secrets never print.
+#![forbid(unsafe_code)]
+
+mod error;
+mod load;
+mod settings;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::ConfigError;
+pub use load::{ENV_PREFIX, ENV_SEPARATOR, load, load_from, load_with};
+pub use secrecy::{ExposeSecret, SecretString};
+pub use settings::{
+    Admin, Auth, Database, Grpc, KubeApi, LogFormat, Settings, Sites, Telemetry, Tls, Vk8s,
+};

@@ -1,6 +1,6 @@
 //! Per-operation transaction latency, registered into the process registry.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -14,10 +14,13 @@ struct OpLabels {
     outcome: &'static str,
 }
 
-/// Latency histogram of `Db::tx` calls by operation and outcome.
+type LatencyFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
+
+/// Latency histogram of transactions by operation and outcome. Cheap to clone
+/// (the family shares its storage).
 #[derive(Clone)]
 pub struct DbMetrics {
-    latency: Arc<Family<OpLabels, Histogram, fn() -> Histogram>>,
+    latency: LatencyFamily,
 }
 
 fn histogram() -> Histogram {
@@ -35,7 +38,7 @@ impl Default for DbMetrics {
 impl DbMetrics {
     pub fn new() -> Self {
         Self {
-            latency: Arc::new(Family::new_with_constructor(histogram)),
+            latency: Family::new_with_constructor(histogram),
         }
     }
 
@@ -44,7 +47,7 @@ impl DbMetrics {
         registry.register(
             "manifold_db_transaction_duration_seconds",
             "Duration of database transactions by operation",
-            self.latency.as_ref().clone(),
+            self.latency.clone(),
         );
     }
 

@@ -25,7 +25,7 @@ impl Authenticator for LocalAuthenticator {
                 let Some(found) = store::lookup_token(tx, token_id).await? else {
                     return Ok(Err(AuthError::Invalid));
                 };
-                Ok(check_token(tx, found, &presented).await?)
+                check_token(tx, found, &presented).await
             });
         match result {
             Ok(Ok(p)) => Ok(Arc::new(p)),

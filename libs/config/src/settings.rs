@@ -1,0 +1,290 @@
+//! The settings tree and its built-in defaults.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+/// Everything a Manifold process can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Directory for the CA, server certificate, bootstrap token and kubeconfigs.
+    pub data_dir: PathBuf,
+    pub database: Database,
+    pub grpc: Grpc,
+    pub kube_api: KubeApi,
+    pub admin: Admin,
+    pub tls: Tls,
+    pub auth: Auth,
+    pub telemetry: Telemetry,
+    pub vk8s: Vk8s,
+    pub sites: Sites,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".manifold"),
+            database: Database::default(),
+            grpc: Grpc::default(),
+            kube_api: KubeApi::default(),
+            admin: Admin::default(),
+            tls: Tls::default(),
+            auth: Auth::default(),
+            telemetry: Telemetry::default(),
+            vk8s: Vk8s::default(),
+            sites: Sites::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// `auth.bootstrap_token_file`, or `<data_dir>/admin.token`.
+    pub fn bootstrap_token_file(&self) -> PathBuf {
+        self.auth
+            .bootstrap_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.token"))
+    }
+
+    /// The CA bundle clients trust: `tls.ca_file`, or `<data_dir>/ca.crt`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ca.crt"))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    /// Postgres URL; required (`DATABASE_URL` or `MANIFOLD__DATABASE__URL`).
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self {
+            url: SecretString::default(),
+            max_connections: 20,
+            connect_timeout_secs: 30,
+        }
+    }
+}
+
+impl Database {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Grpc {
+    pub listen: SocketAddr,
+    /// The endpoint clients are told to use (kubeconfigs, agents).
+    pub public_endpoint: String,
+}
+
+impl Default for Grpc {
+    fn default() -> Self {
+        Self {
+            listen: loopback(7443),
+            public_endpoint: "https://127.0.0.1:7443".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeApi {
+    pub listen: SocketAddr,
+    /// Base URL written into generated kubeconfigs.
+    pub public_url: String,
+}
+
+impl Default for KubeApi {
+    fn default() -> Self {
+        Self {
+            listen: loopback(6443),
+            public_url: "https://127.0.0.1:6443".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Metrics and readiness; plain HTTP is only served on loopback.
+    pub listen: SocketAddr,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            listen: loopback(9090),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// Server certificate; with `key_file`. When unset, one is issued from the data-dir CA.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// CA bundle (defaults to `<data_dir>/ca.crt`, see [`Settings::ca_file`]).
+    pub ca_file: Option<PathBuf>,
+    /// Names (DNS or IP) of the self-issued server certificate. From the environment, a
+    /// comma-separated list.
+    #[serde(deserialize_with = "string_or_list")]
+    pub server_names: Vec<String>,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Defaults to `<data_dir>/admin.token` (see [`Settings::bootstrap_token_file`]).
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// How long an authorization decision is cached; 0 disables the cache.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            bootstrap_token_file: None,
+            cache_ttl_secs: 5,
+        }
+    }
+}
+
+impl Auth {
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!(
+                "unknown log format {other:?} (expected text or json)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Telemetry {
+    pub log_format: LogFormat,
+    /// `EnvFilter` directives; `RUST_LOG` wins when set.
+    pub log_filter: String,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Vk8s {
+    /// Change-log revisions kept behind the head before compaction.
+    pub log_retention_revisions: i64,
+    pub compaction_interval_secs: u64,
+}
+
+impl Default for Vk8s {
+    fn default() -> Self {
+        Self {
+            log_retention_revisions: 10_000,
+            compaction_interval_secs: 60,
+        }
+    }
+}
+
+impl Vk8s {
+    pub fn compaction_interval(&self) -> Duration {
+        Duration::from_secs(self.compaction_interval_secs)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sites {
+    /// A site whose agent has not been heard from for this long is marked unreachable.
+    pub heartbeat_timeout_secs: u64,
+}
+
+impl Default for Sites {
+    fn default() -> Self {
+        Self {
+            heartbeat_timeout_secs: 30,
+        }
+    }
+}
+
+impl Sites {
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+}
+
+/// A list given either as a list or as one comma-separated string (environment variables).
+fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}

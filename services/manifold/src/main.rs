@@ -1,0 +1,91 @@
+//! `manifold serve`: the all-in-one control plane.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "manifold",
+    version,
+    about = "Manifold control plane (all services in one process)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every control-plane service until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML settings file (then MANIFOLD__SECTION__KEY variables override it).
+    #[arg(long, env = "MANIFOLD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: CA, server certificate, admin token, kubeconfigs.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address (all services, TLS).
+    #[arg(long)]
+    grpc_listen: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut overrides = Vec::new();
+    if let Some(dir) = &args.data_dir {
+        overrides.push(("data_dir", dir.display().to_string()));
+    }
+    if let Some(listen) = &args.grpc_listen {
+        overrides.push(("grpc.listen", listen.clone()));
+    }
+    let settings = manifold_config::load_with(args.config.as_deref(), &overrides)
+        .context("invalid settings")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let _telemetry = manifold_telemetry::init_from_settings("manifold", &settings.telemetry)
+            .context("initialising telemetry")?;
+        let mut running = manifold::start(settings)
+            .await
+            .context("starting manifold")?;
+        print_next_steps(&running);
+        let token = running.shutdown_token();
+        tokio::spawn(async move {
+            manifold_server::shutdown_signal().await;
+            token.cancel();
+        });
+        running.wait().await.context("serving")?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn print_next_steps(running: &manifold::Running) {
+    let s = &running.settings;
+    let ca = s.ca_file();
+    let token = s.bootstrap_token_file();
+    let addr = running.grpc_addr;
+    println!(
+        "\nManifold is up.\n\
+         \n  gRPC (TLS):   {addr}\n  admin:        http://{admin}/metrics\n  CA bundle:    {ca}\n  admin token:  {token}\n\
+         \nTry it (grpcurl from .tools/bin after `make tools`):\n\
+         \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" {addr} list\
+         \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" \\\n      -d '{{\"tenant_id\":\"acme\",\"tenant\":{{\"display_name\":\"Acme\"}}}}' \\\n      {addr} manifold.tenancy.v1.TenantService/CreateTenant\
+         \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" {addr} manifold.tenancy.v1.TenantService/ListTenants\n\
+         \nPress Ctrl-C to stop.\n",
+        admin = running.admin_addr,
+        ca = ca.display(),
+        token = token.display(),
+    );
+}
