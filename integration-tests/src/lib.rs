@@ -76,10 +76,25 @@ impl TestApp {
         Self::start(url, dir).await
     }
 
+    /// A control plane with extra settings (dotted keys, e.g. `auth.cache_ttl_secs`).
+    pub async fn spawn_with(overrides: &[(&str, String)]) -> Result<TestApp> {
+        let url = fresh_database().await?;
+        let dir = tempfile::tempdir()?;
+        Self::start_with(url, dir, overrides).await
+    }
+
     /// Starts (or restarts) on an existing database and data directory.
     pub async fn start(database_url: String, data_dir: tempfile::TempDir) -> Result<TestApp> {
+        Self::start_with(database_url, data_dir, &[]).await
+    }
+
+    async fn start_with(
+        database_url: String,
+        data_dir: tempfile::TempDir,
+        overrides: &[(&str, String)],
+    ) -> Result<TestApp> {
         init_tracing();
-        let settings = Self::settings(&database_url, data_dir.path())?;
+        let settings = Self::settings(&database_url, data_dir.path(), overrides)?;
         let running = manifold::start(settings)
             .await
             .context("starting manifold")?;
@@ -97,21 +112,23 @@ impl TestApp {
         })
     }
 
-    fn settings(url: &str, dir: &Path) -> Result<manifold_config::Settings> {
+    fn settings(
+        url: &str,
+        dir: &Path,
+        extra: &[(&str, String)],
+    ) -> Result<manifold_config::Settings> {
         let env = std::collections::HashMap::new();
-        Ok(manifold_config::load_from(
-            None,
-            &[
+        let mut overrides = vec![
                 ("database.url", url.to_owned()),
                 ("database.max_connections", "10".into()),
                 ("data_dir", dir.display().to_string()),
                 ("grpc.listen", "127.0.0.1:0".into()),
                 ("kube_api.listen", "127.0.0.1:0".into()),
                 ("admin.listen", "127.0.0.1:0".into()),
-                ("auth.cache_ttl_secs", "1".into()),
-            ],
-            &env,
-        )?)
+            ("auth.cache_ttl_secs", "1".into()),
+        ];
+        overrides.extend(extra.iter().cloned());
+        Ok(manifold_config::load_from(None, &overrides, &env)?)
     }
 
     /// Stops the process and starts it again on the same database and data
