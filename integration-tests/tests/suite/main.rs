@@ -3,4 +3,5 @@
 
 mod grpcurl;
 mod rls;
+mod sites;
 mod tenancy;

@@ -85,6 +85,41 @@ pub async fn start(mut settings: Settings) -> Result<Running, ServeError> {
     );
 
     let shutdown = CancellationToken::new();
+
+    // ---- site registry (manifold.sites.v1) ----
+    // Tenancy is reached over gRPC, as from any other process: this server's
+    // own listener, trusting the control-plane CA.
+    let tenancy_channel = {
+        let mut own = grpc_addr;
+        if own.ip().is_unspecified() {
+            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        tonic::transport::Endpoint::from_shared(format!("https://{own}"))?
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem))
+                    .domain_name("localhost"),
+            )?
+            .connect_lazy()
+    };
+    let site_registry = manifold_site_registry::SiteRegistry::new(
+        db.clone(),
+        tenancy_channel.clone(),
+        tls.ca.clone(),
+        tls.ca_pem.clone(),
+        manifold_site_registry::SiteRegistryOptions {
+            shutdown: shutdown.clone(),
+            auth_cache_ttl: settings.auth.cache_ttl(),
+            ..Default::default()
+        },
+    );
+    grpc.mount(
+        |routes| site_registry.add_to(routes),
+        manifold_site_registry::SERVICE_NAMES,
+        manifold_site_registry::PUBLIC_PATHS,
+    );
+    // ---- end site registry ----
+
     let mut tasks = JoinSet::new();
     {
         let token = shutdown.clone();
