@@ -61,6 +61,8 @@ fn init_tracing() {
 /// A running all-in-one control plane on its own database.
 pub struct TestApp {
     pub grpc_addr: SocketAddr,
+    /// The Kubernetes API (the vK8s gateway).
+    pub kube_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub database_url: String,
     pub data_dir: tempfile::TempDir,
@@ -104,6 +106,7 @@ impl TestApp {
             .to_owned();
         Ok(TestApp {
             grpc_addr: running.grpc_addr,
+            kube_addr: running.kube_addr,
             admin_addr: running.admin_addr,
             database_url,
             data_dir,

@@ -2,6 +2,9 @@
 //! Postgres and the real clients.
 
 mod grpcurl;
+mod kube_client;
+mod kubectl;
 mod rls;
 mod sites;
 mod tenancy;
+mod vk8s_grpc;

@@ -3,6 +3,8 @@
 //! through [`start`] exactly as `manifold serve` does.
 #![forbid(unsafe_code)]
 
+pub mod demo;
+
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::AtomicBool},
@@ -18,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 /// A running control plane.
 pub struct Running {
     pub grpc_addr: SocketAddr,
+    /// The Kubernetes API of the vK8s gateway.
+    pub kube_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub tls: TlsMaterial,
     pub settings: Settings,
@@ -50,6 +54,27 @@ impl Running {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+
+    /// A TLS channel to this process's own gRPC listener, as any client
+    /// would connect: trusting only the control-plane CA.
+    pub fn channel(&self) -> Result<tonic::transport::Channel, ServeError> {
+        own_channel(self.grpc_addr, &self.tls.ca_pem)
+    }
+}
+
+fn own_channel(addr: SocketAddr, ca_pem: &str) -> Result<tonic::transport::Channel, ServeError> {
+    let mut own = addr;
+    if own.ip().is_unspecified() {
+        own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(tonic::transport::Endpoint::from_shared(format!("https://{own}"))
+        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+                .domain_name("localhost"),
+        )?
+        .connect_lazy())
 }
 
 /// Starts every service. Listeners are bound before anything is served, so a
@@ -61,6 +86,13 @@ pub async fn start(mut settings: Settings) -> Result<Running, ServeError> {
     let ready = Arc::new(AtomicBool::new(false));
 
     let grpc_listener = bind(settings.grpc.listen).await?;
+    let kube_listener = bind(settings.kube_api.listen).await?;
+    let kube_addr = kube_listener.local_addr()?;
+    if settings.kube_api.listen.port() == 0 {
+        // An ephemeral port: kubeconfigs must name the one actually bound.
+        settings.kube_api.public_url = format!("https://{kube_addr}");
+    }
+    settings.kube_api.listen = kube_addr;
     let admin_listener = bind(settings.admin.listen).await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
@@ -89,19 +121,7 @@ pub async fn start(mut settings: Settings) -> Result<Running, ServeError> {
     // ---- site registry (manifold.sites.v1) ----
     // Tenancy is reached over gRPC, as from any other process: this server's
     // own listener, trusting the control-plane CA.
-    let tenancy_channel = {
-        let mut own = grpc_addr;
-        if own.ip().is_unspecified() {
-            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        tonic::transport::Endpoint::from_shared(format!("https://{own}"))?
-            .tls_config(
-                tonic::transport::ClientTlsConfig::new()
-                    .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem))
-                    .domain_name("localhost"),
-            )?
-            .connect_lazy()
-    };
+    let tenancy_channel = own_channel(grpc_addr, &tls.ca_pem)?;
     let site_registry = manifold_site_registry::SiteRegistry::new(
         db.clone(),
         tenancy_channel.clone(),
@@ -119,6 +139,30 @@ pub async fn start(mut settings: Settings) -> Result<Running, ServeError> {
         manifold_site_registry::PUBLIC_PATHS,
     );
     // ---- end site registry ----
+
+    // ---- vK8s gateway (manifold.vk8s.v1 + the Kubernetes API) ----
+    let gateway = manifold_vk8s_gateway::Gateway::new(
+        db.clone(),
+        tenancy_channel.clone(),
+        tenancy.authenticator(),
+        manifold_vk8s_gateway::GatewayConfig {
+            log_retention_revisions: settings.vk8s.log_retention_revisions,
+            compaction_interval: settings.vk8s.compaction_interval(),
+            ..manifold_vk8s_gateway::GatewayConfig::new(
+                settings.kube_api.public_url.clone(),
+                tls.ca_pem.clone(),
+            )
+        },
+    )
+    .await
+    .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?
+    .with_metrics(metrics.clone());
+    grpc.mount(
+        |routes| gateway.add_to(routes),
+        manifold_vk8s_gateway::Gateway::SERVICE_NAMES,
+        &[],
+    );
+    // ---- end vK8s gateway ----
 
     let mut tasks = JoinSet::new();
     {
@@ -145,10 +189,24 @@ pub async fn start(mut settings: Settings) -> Result<Running, ServeError> {
             .map_err(ServeError::from)
         });
     }
+    {
+        let token = shutdown.clone();
+        let kube_tls = manifold_pki::server_config(&tls.identity, None, &[b"h2", b"http/1.1"])?;
+        let gateway = gateway.clone();
+        let background = gateway.spawn_background(shutdown.clone());
+        tasks.spawn(async move {
+            let served = gateway
+                .serve_kube_api(kube_listener, kube_tls, async move { token.cancelled().await })
+                .await;
+            let _ = background.await;
+            served.map_err(ServeError::from)
+        });
+    }
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    tracing::info!(grpc = %grpc_addr, admin = %admin_addr, "manifold control plane serving");
+    tracing::info!(grpc = %grpc_addr, kube_api = %kube_addr, admin = %admin_addr, "manifold control plane serving");
     Ok(Running {
         grpc_addr,
+        kube_addr,
         admin_addr,
         tls,
         settings,

@@ -33,6 +33,10 @@ struct ServeArgs {
     /// gRPC listen address (all services, TLS).
     #[arg(long)]
     grpc_listen: Option<String>,
+    /// Create (idempotently) the reference scenario: tenant acme, namespace
+    /// shop, vK8s demo, and its kubeconfig in the data directory.
+    #[arg(long)]
+    reference_scenario: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,10 +60,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let _telemetry = manifold_telemetry::init_from_settings("manifold", &settings.telemetry)
             .context("initialising telemetry")?;
-        let mut running = manifold::start(settings)
-            .await
-            .context("starting manifold")?;
-        print_next_steps(&running);
+        let mut running = manifold::start(settings).await.context("starting manifold")?;
+        let kubeconfig = if args.reference_scenario {
+            let token = std::fs::read_to_string(running.settings.bootstrap_token_file())
+                .context("reading the admin token to create the reference scenario")?;
+            Some(
+                manifold::demo::ensure(running.channel()?, token.trim(), &running.settings.data_dir)
+                    .await
+                    .context("creating the reference scenario")?,
+            )
+        } else {
+            None
+        };
+        print_next_steps(&running, kubeconfig.as_deref());
         let token = running.shutdown_token();
         tokio::spawn(async move {
             manifold_server::shutdown_signal().await;
@@ -71,7 +84,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-fn print_next_steps(running: &manifold::Running) {
+fn print_next_steps(running: &manifold::Running, kubeconfig: Option<&std::path::Path>) {
     let s = &running.settings;
     let ca = s.ca_file();
     let token = s.bootstrap_token_file();
@@ -83,9 +96,25 @@ fn print_next_steps(running: &manifold::Running) {
          \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" {addr} list\
          \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" \\\n      -d '{{\"tenant_id\":\"acme\",\"tenant\":{{\"display_name\":\"Acme\"}}}}' \\\n      {addr} manifold.tenancy.v1.TenantService/CreateTenant\
          \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" {addr} manifold.tenancy.v1.TenantService/ListTenants\n\
-         \nPress Ctrl-C to stop.\n",
+         {kube}\nPress Ctrl-C to stop.\n",
+        kube = kubeconfig.map(|k| kubectl_steps(k, running.kube_addr)).unwrap_or_default(),
         admin = running.admin_addr,
         ca = ca.display(),
         token = token.display(),
     );
+}
+
+fn kubectl_steps(kubeconfig: &std::path::Path, kube_addr: std::net::SocketAddr) -> String {
+    let k = kubeconfig.display();
+    format!(
+        "\nThe reference scenario is ready: tenant acme, namespace shop, vK8s demo\n\
+         (Kubernetes API on https://{kube_addr}). With kubectl from .tools/bin:\n\
+         \n  export KUBECONFIG={k}\
+         \n  kubectl version\
+         \n  kubectl create deployment productpage --image=nginx:1.27 --replicas=2\
+         \n  kubectl get deploy productpage\
+         \n  kubectl get pods -o wide\
+         \n  kubectl get deploy productpage -o yaml\
+         \n  kubectl delete deployment productpage\n"
+    )
 }

@@ -1,0 +1,285 @@
+//! Managing virtual clusters: the rules behind `VirtualClusterService`
+//! (who may do what, what tenancy must confirm) over the storage functions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use manifold_auth::{Permission, Principal};
+use manifold_db::Scope;
+
+use super::Core;
+use crate::domain::{
+    ClusterName, ClusterUpdate, NamespaceRef, NewCluster, VirtualCluster, kubeconfig,
+};
+use crate::error::{GatewayError, Target};
+use crate::storage::{clusters, objects};
+
+/// The caller of an operation: who it is and the bearer it presented (to
+/// forward to tenancy).
+pub struct Caller<'a> {
+    pub principal: &'a Principal,
+    pub token: &'a str,
+}
+
+/// The fields of a create request, already validated.
+pub struct CreateCluster {
+    pub parent: NamespaceRef,
+    pub id: String,
+    pub display_name: String,
+    pub labels: std::collections::HashMap<String, String>,
+    pub virtual_sites: Vec<String>,
+}
+
+/// A generated kubeconfig.
+pub struct Kubeconfig {
+    pub yaml: String,
+    pub expire_time: Option<DateTime<Utc>>,
+}
+
+/// The longest token lifetime tenancy grants.
+const MAX_KUBECONFIG_TTL: Duration = Duration::from_secs(365 * 86_400);
+
+impl Core {
+    fn not_found(name: &ClusterName) -> GatewayError {
+        GatewayError::NotFound(Target::named(name.resource_name()))
+    }
+
+    /// Reads a cluster the caller may read (`needed` decides what else it
+    /// must be allowed).
+    async fn load_cluster(
+        &self,
+        caller: &Caller<'_>,
+        name: &ClusterName,
+        needed: Permission,
+    ) -> Result<VirtualCluster, GatewayError> {
+        caller
+            .principal
+            .check(Permission::Read, &name.resource_name())?;
+        let tenant_id = self.tenancy.tenant_uid(&name.tenant, caller.token).await?;
+        let vc = manifold_db::transaction!(
+            self.db,
+            "get_virtual_cluster",
+            Scope::Tenant(tenant_id),
+            GatewayError,
+            |tx| { Ok(clusters::get(tx, name).await?) }
+        )?
+        .ok_or_else(|| Self::not_found(name))?;
+        if needed > Permission::Read {
+            caller.principal.check(needed, &name.parent().name())?;
+        }
+        Ok(vc)
+    }
+
+    pub async fn create_cluster(
+        &self,
+        caller: &Caller<'_>,
+        req: CreateCluster,
+    ) -> Result<VirtualCluster, GatewayError> {
+        let name = ClusterName::new(&req.parent, &req.id);
+        caller
+            .principal
+            .check(Permission::Admin, &req.parent.name())?;
+        let tenant_id = self
+            .tenancy
+            .tenant_uid(&req.parent.tenant, caller.token)
+            .await?;
+        self.tenancy
+            .check_namespace(&req.parent, caller.token)
+            .await?;
+        let new = NewCluster {
+            name,
+            tenant_id,
+            display_name: req.display_name,
+            labels: req.labels,
+            virtual_sites: req.virtual_sites,
+        };
+        let vc = manifold_db::transaction!(
+            self.db,
+            "create_virtual_cluster",
+            Scope::Tenant(tenant_id),
+            GatewayError,
+            |tx| { clusters::insert(tx, &new).await }
+        )?;
+        tracing::info!(vcluster = %vc.name, "virtual cluster created");
+        Ok(vc)
+    }
+
+    pub async fn get_cluster(
+        &self,
+        caller: &Caller<'_>,
+        name: &ClusterName,
+    ) -> Result<VirtualCluster, GatewayError> {
+        self.load_cluster(caller, name, Permission::Read).await
+    }
+
+    /// A page of the clusters in `parent` (or, with namespace `-`, in every
+    /// namespace of the tenant the caller can read), after `after`
+    /// (`namespace/name`).
+    pub async fn list_clusters(
+        &self,
+        caller: &Caller<'_>,
+        parent: &NamespaceRef,
+        after: &str,
+        limit: i64,
+    ) -> Result<(Vec<VirtualCluster>, Option<String>), GatewayError> {
+        let scope_name = if parent.is_wildcard() {
+            parent.tenant_name()
+        } else {
+            parent.name()
+        };
+        caller.principal.check(Permission::Read, &scope_name)?;
+        let tenant_id = self
+            .tenancy
+            .tenant_uid(&parent.tenant, caller.token)
+            .await?;
+        let namespace = (!parent.is_wildcard()).then_some(parent.namespace.as_str());
+        let mut out = Vec::new();
+        let mut cursor = after.to_owned();
+        // Filtering by visibility may drop rows; read on until the page is full.
+        loop {
+            let rows = manifold_db::transaction!(
+                self.db,
+                "list_virtual_clusters",
+                Scope::Tenant(tenant_id),
+                GatewayError,
+                |tx| {
+                    Ok(clusters::list(tx, &parent.tenant, namespace, &cursor, limit + 1).await?)
+                }
+            )?;
+            let exhausted = (rows.len() as i64) <= limit;
+            for vc in rows {
+                cursor = format!("{}/{}", vc.name.namespace, vc.name.name);
+                if caller.principal.grant(&vc.name.resource_name()).is_some() {
+                    out.push(vc);
+                    if out.len() as i64 == limit {
+                        let next = (!exhausted).then(|| cursor.clone());
+                        return Ok((out, next));
+                    }
+                }
+            }
+            if exhausted {
+                return Ok((out, None));
+            }
+        }
+    }
+
+    pub async fn update_cluster(
+        &self,
+        caller: &Caller<'_>,
+        name: &ClusterName,
+        update: ClusterUpdate,
+    ) -> Result<VirtualCluster, GatewayError> {
+        let current = self.load_cluster(caller, name, Permission::Admin).await?;
+        if update
+            .expected_version
+            .is_some_and(|v| v != current.version)
+        {
+            return Err(clusters::aborted(name));
+        }
+        let vc = manifold_db::transaction!(
+            self.db,
+            "update_virtual_cluster",
+            Scope::Tenant(current.tenant_id),
+            GatewayError,
+            |tx| { clusters::update(tx, &current, &update).await }
+        )?;
+        self.clusters.invalidate(name).await;
+        Ok(vc)
+    }
+
+    /// Deletes a cluster and every object in it; each object leaves a
+    /// DELETED change so the sites drop it too.
+    pub async fn delete_cluster(
+        &self,
+        caller: &Caller<'_>,
+        name: &ClusterName,
+        expected_version: Option<i64>,
+    ) -> Result<(), GatewayError> {
+        let current = self.load_cluster(caller, name, Permission::Admin).await?;
+        if expected_version.is_some_and(|v| v != current.version) {
+            return Err(clusters::aborted(name));
+        }
+        manifold_db::transaction!(
+            self.db,
+            "delete_virtual_cluster",
+            Scope::Tenant(current.tenant_id),
+            GatewayError,
+            |tx| {
+                match clusters::lock(tx, current.id).await? {
+                    None => return Err(Self::not_found(name)),
+                    Some(v) if expected_version.is_some_and(|e| e != v) => {
+                        return Err(clusters::aborted(name));
+                    }
+                    Some(_) => {}
+                }
+                for (key, body) in objects::lock_all(tx, &current).await? {
+                    objects::delete(tx, &current, &key, &body).await?;
+                }
+                clusters::delete(tx, current.id).await?;
+                Ok(())
+            }
+        )?;
+        self.clusters.invalidate(name).await;
+        self.hub.wake();
+        tracing::info!(vcluster = %name, "virtual cluster deleted");
+        Ok(())
+    }
+
+    /// A kubeconfig with a fresh token for the caller, limited to the
+    /// cluster's namespace. `ttl` None: the configured default.
+    pub async fn kubeconfig(
+        &self,
+        caller: &Caller<'_>,
+        name: &ClusterName,
+        ttl: Option<Duration>,
+    ) -> Result<Kubeconfig, GatewayError> {
+        let vc = self.load_cluster(caller, name, Permission::Read).await?;
+        let ttl = ttl.unwrap_or(self.config.kubeconfig_ttl);
+        if ttl.is_zero() || ttl > MAX_KUBECONFIG_TTL {
+            return Err(GatewayError::invalid_argument(
+                "ttl_seconds",
+                "must be between 1 second and 365 days (0 means the default)",
+            ));
+        }
+        let minted = self
+            .tenancy
+            .create_token(
+                &caller.principal.user,
+                &vc.name.parent().name(),
+                &format!("kubeconfig for {}", vc.name),
+                ttl,
+                caller.token,
+            )
+            .await?;
+        let yaml = kubeconfig::render(
+            &vc.name,
+            &self.config.public_url,
+            &self.config.ca_pem,
+            &caller.principal.user,
+            &minted.secret,
+        );
+        Ok(Kubeconfig {
+            yaml,
+            expire_time: minted.expire_time,
+        })
+    }
+
+    /// The cluster a Kubernetes API request addresses, for a caller that
+    /// may read it. Cached briefly: every kubectl call resolves it.
+    pub async fn resolve_cluster(
+        &self,
+        caller: &Caller<'_>,
+        name: &ClusterName,
+    ) -> Result<Arc<VirtualCluster>, GatewayError> {
+        caller
+            .principal
+            .check(Permission::Read, &name.resource_name())?;
+        if let Some(vc) = self.clusters.get(name).await {
+            return Ok(vc);
+        }
+        let vc = Arc::new(self.load_cluster(caller, name, Permission::Read).await?);
+        self.clusters.insert(name.clone(), vc.clone()).await;
+        Ok(vc)
+    }
+}

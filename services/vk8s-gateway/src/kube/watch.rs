@@ -1,0 +1,263 @@
+//! Watches: a chunked stream of JSON `WatchEvent`s (objects or one-row
+//! Tables), with bookmarks, `sendInitialEvents` streaming lists, timeouts,
+//! and an ERROR event with a 410 Status when the resourceVersion is gone.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+use manifold_kube_model::kinds::ResourceKind;
+use manifold_kube_model::table::{self, TableOptions};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::Ctx;
+use super::negotiate::{self, Output};
+use super::response::set_table_version;
+use crate::core::list::{Selectors, WatchFrom, watch_event};
+use crate::error::GatewayError;
+use crate::feed::{Cursor, Step};
+
+/// Longest a watch stays open; clients re-watch from their last revision.
+const MAX_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How often an idle watch that allows bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The watch parameters of a request.
+pub struct WatchParams {
+    pub allow_bookmarks: bool,
+    pub send_initial_events: Option<bool>,
+    pub timeout: Duration,
+    pub output: Output,
+}
+
+impl WatchParams {
+    pub fn parse(ctx: &Ctx) -> Result<Self, GatewayError> {
+        let q = &ctx.query;
+        let requested = q.timeout_seconds()?.map(Duration::from_secs);
+        Ok(Self {
+            allow_bookmarks: q.flag("allowWatchBookmarks")?,
+            send_initial_events: q.optional_flag("sendInitialEvents")?,
+            timeout: requested.unwrap_or(MAX_TIMEOUT).min(MAX_TIMEOUT),
+            output: negotiate::output(ctx.header(header::ACCEPT), true, q.include_object()?)?,
+        })
+    }
+}
+
+/// Serialises events in the negotiated form.
+#[derive(Clone, Copy)]
+pub struct Encoder {
+    pub kind: &'static ResourceKind,
+    pub output: Output,
+}
+
+impl Encoder {
+    fn line(value: &Value) -> Bytes {
+        let mut text = value.to_string();
+        text.push('\n');
+        Bytes::from(text)
+    }
+
+    pub fn event(&self, event_type: &str, object: &Value) -> Bytes {
+        match self.output {
+            Output::Table { version, include } => {
+                let opts = TableOptions::new(include, chrono::Utc::now());
+                let mut t = table::object_table(self.kind.kind, object, &opts);
+                set_table_version(&mut t, version);
+                Self::line(&json!({ "type": event_type, "object": t }))
+            }
+            _ => Self::line(&json!({ "type": event_type, "object": object })),
+        }
+    }
+
+    /// A BOOKMARK carries only the kind and a resourceVersion.
+    pub fn bookmark(&self, revision: i64, initial_events_end: bool) -> Bytes {
+        let mut metadata = json!({ "resourceVersion": revision.to_string() });
+        if initial_events_end {
+            metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+        }
+        let object = match self.output {
+            Output::Table { version, .. } => json!({
+                "kind": "Table",
+                "apiVersion": format!("meta.k8s.io/{version}"),
+                "metadata": metadata,
+                "columnDefinitions": [],
+                "rows": [],
+            }),
+            _ => json!({
+                "kind": self.kind.kind,
+                "apiVersion": self.kind.api_version(),
+                "metadata": metadata,
+            }),
+        };
+        Self::line(&json!({ "type": "BOOKMARK", "object": object }))
+    }
+
+    pub fn error(e: &GatewayError) -> Bytes {
+        Self::line(&json!({ "type": "ERROR", "object": e.to_kube_status() }))
+    }
+}
+
+/// Where events come from after the initial state.
+pub enum Source {
+    Log {
+        cursor: Box<Cursor>,
+        selectors: Selectors,
+    },
+    /// Nothing ever changes (the namespace); only bookmarks at this revision.
+    Static(i64),
+}
+
+/// Everything a running watch needs.
+pub struct Stream {
+    pub encoder: Encoder,
+    pub params: WatchParams,
+    pub initial: Vec<Value>,
+    pub initial_revision: i64,
+    pub source: Source,
+}
+
+pub fn streaming_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
+    let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    response
+}
+
+/// Starts streaming `stream` in its own task.
+pub fn spawn(stream: Stream, watches: CancellationToken) -> Response {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(run(stream, tx, watches));
+    streaming_response(rx)
+}
+
+/// A watch that fails before it starts: one ERROR event.
+pub fn failed(e: &GatewayError) -> Response {
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.try_send(Ok(Encoder::error(e)));
+    streaming_response(rx)
+}
+
+async fn next(source: &mut Source) -> Result<Step, GatewayError> {
+    match source {
+        Source::Log { cursor, .. } => cursor.next().await,
+        Source::Static(_) => std::future::pending().await,
+    }
+}
+
+async fn run(
+    stream: Stream,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    watches: CancellationToken,
+) {
+    let Stream {
+        encoder,
+        params,
+        initial,
+        initial_revision,
+        mut source,
+    } = stream;
+    for object in &initial {
+        if tx.send(Ok(encoder.event("ADDED", object))).await.is_err() {
+            return;
+        }
+    }
+    if params.send_initial_events == Some(true)
+        && params.allow_bookmarks
+        && tx
+            .send(Ok(encoder.bookmark(initial_revision, true)))
+            .await
+            .is_err()
+    {
+        return;
+    }
+    let deadline = tokio::time::sleep(params.timeout);
+    tokio::pin!(deadline);
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+        BOOKMARK_INTERVAL,
+    );
+    loop {
+        let bytes = tokio::select! {
+            _ = watches.cancelled() => return,
+            _ = &mut deadline => return,
+            _ = tx.closed() => return,
+            _ = ticks.tick(), if params.allow_bookmarks => {
+                let revision = match &source {
+                    Source::Log { cursor, .. } => cursor.bookmark(),
+                    Source::Static(rv) => Some(*rv),
+                };
+                match revision {
+                    Some(rv) => encoder.bookmark(rv, false),
+                    None => continue,
+                }
+            }
+            step = next(&mut source) => match step {
+                Ok(Step::Change(change)) => {
+                    let Source::Log { selectors, .. } = &source else { continue };
+                    match watch_event(selectors, &change) {
+                        Some((event, object)) => encoder.event(event.as_str(), &object),
+                        None => continue,
+                    }
+                }
+                Ok(Step::Progress(_)) => continue,
+                Err(e) => {
+                    let _ = tx.send(Ok(Encoder::error(&e))).await;
+                    return;
+                }
+            },
+        };
+        if tx.send(Ok(bytes)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `GET …?watch=true` on a stored kind.
+pub async fn handle(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, GatewayError> {
+    let params = WatchParams::parse(ctx)?;
+    let selectors = ctx.query.selectors()?;
+    let rv = ctx.query.get("resourceVersion").filter(|v| !v.is_empty());
+    let from = match (params.send_initial_events, rv) {
+        (Some(true), _) | (None, None | Some("0")) => WatchFrom::InitialState,
+        (Some(false), None | Some("0")) => WatchFrom::After(ctx.core.head_revision().await?),
+        (_, Some(rv)) => WatchFrom::After(
+            rv.parse()
+                .map_err(|_| GatewayError::BadRequest(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+    };
+    let start = match ctx.core.start_watch(&ctx.vc, kind, &selectors, from).await {
+        Ok(start) => start,
+        Err(e @ GatewayError::Gone(_)) => return Ok(failed(&e)),
+        Err(e) => return Err(e),
+    };
+    let encoder = Encoder {
+        kind,
+        output: params.output,
+    };
+    Ok(spawn(
+        Stream {
+            encoder,
+            params,
+            initial: start.initial,
+            initial_revision: start.initial_revision,
+            source: Source::Log {
+                cursor: Box::new(start.cursor),
+                selectors,
+            },
+        },
+        ctx.watches.clone(),
+    ))
+}

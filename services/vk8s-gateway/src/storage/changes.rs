@@ -1,0 +1,223 @@
+//! SQL for the change log: reading it in revision order, the head and
+//! compacted revisions, compaction, and whole-store snapshots.
+
+use std::sync::Arc;
+
+use manifold_db::{Db, DbError, Tx, sqlx};
+use serde_json::Value;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::domain::{Change, EventType};
+
+/// Restricts a log read to one kind of one cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct KindFilter<'a> {
+    pub vcluster_id: Uuid,
+    pub group: &'a str,
+    pub kind: &'a str,
+}
+
+/// A slice of the log and the revisions around it, read in one snapshot.
+#[derive(Debug, Default)]
+pub struct LogRead {
+    /// Changes at or below this revision are gone.
+    pub compacted: i64,
+    /// The newest committed revision.
+    pub head: i64,
+    pub changes: Vec<Change>,
+}
+
+fn row_to_change(r: &sqlx::postgres::PgRow) -> Option<Change> {
+    let revision: Option<i64> = r.get("revision");
+    let event: Option<String> = r.get("event");
+    Some(Change {
+        revision: revision?,
+        tenant_id: r.get("tenant_id"),
+        vcluster_id: r.get("vcluster_id"),
+        vcluster: r.get("vcluster"),
+        group: r.get("api_group"),
+        kind: r.get("kind"),
+        namespace: r.get("namespace"),
+        name: r.get("name"),
+        event: EventType::parse(&event?)?,
+        object: Arc::new(r.get("body")),
+        prev: r.get::<Option<Value>, _>("prev_body").map(Arc::new),
+    })
+}
+
+/// The head and compacted revisions as one row. Scalar subqueries keep the
+/// planner's estimate at one row (a join over the one-row tables, estimated
+/// before they are analysed, once pushed whole statements into JIT).
+pub const HEADS: &str = "SELECT (SELECT value FROM vk8s.revision) AS head, \
+                         (SELECT revision FROM vk8s.compaction) AS compacted";
+
+const CHANGE_COLS: &str = "ch.revision, ch.tenant_id, ch.vcluster_id, ch.vcluster, ch.api_group, ch.kind, ch.namespace, \
+     ch.name, ch.event, ch.body, ch.prev_body";
+
+/// Up to `limit` changes after `after`, in revision order, with the
+/// compacted and head revisions of the same snapshot.
+pub async fn read_after(
+    tx: &mut Tx,
+    filter: Option<KindFilter<'_>>,
+    after: i64,
+    limit: i64,
+) -> Result<LogRead, DbError> {
+    let rows =
+        match filter {
+            Some(f) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT h.compacted, h.head, {CHANGE_COLS} FROM ({HEADS}) h LEFT JOIN LATERAL ( \
+                     SELECT * FROM vk8s.changes \
+                     WHERE vcluster_id = $2 AND api_group = $3 AND kind = $4 AND revision > $1 \
+                     ORDER BY revision LIMIT $5) ch ON true \
+                 ORDER BY ch.revision"
+            )))
+            .bind(after)
+            .bind(f.vcluster_id)
+            .bind(f.group)
+            .bind(f.kind)
+            .bind(limit)
+            .fetch_all(&mut **tx)
+            .await?,
+            None => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT h.compacted, h.head, {CHANGE_COLS} FROM ({HEADS}) h LEFT JOIN LATERAL ( \
+                     SELECT * FROM vk8s.changes WHERE revision > $1 \
+                     ORDER BY revision LIMIT $2) ch ON true \
+                 ORDER BY ch.revision"
+            )))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut **tx)
+            .await?,
+        };
+    let Some(first) = rows.first() else {
+        return Ok(LogRead::default());
+    };
+    Ok(LogRead {
+        compacted: first.get("compacted"),
+        head: first.get("head"),
+        changes: rows.iter().filter_map(row_to_change).collect(),
+    })
+}
+
+/// The newest committed revision and the compacted one.
+pub async fn revisions(tx: &mut Tx) -> Result<(i64, i64), DbError> {
+    let row = sqlx::query(HEADS).fetch_one(&mut **tx).await?;
+    Ok((row.get("head"), row.get("compacted")))
+}
+
+/// Deletes changes older than `head - keep` when this replica wins the
+/// compactor lock. Returns the new compacted revision when it moved.
+pub async fn compact(tx: &mut Tx, keep: i64) -> Result<Option<i64>, DbError> {
+    let locked: bool =
+        sqlx::query("SELECT pg_try_advisory_xact_lock(hashtext('manifold.vk8s.compactor')) AS ok")
+            .fetch_one(&mut **tx)
+            .await?
+            .get("ok");
+    if !locked {
+        return Ok(None);
+    }
+    let (head, compacted) = revisions(tx).await?;
+    let target = head - keep.max(0);
+    if target <= compacted {
+        return Ok(None);
+    }
+    sqlx::query("DELETE FROM vk8s.changes WHERE revision <= $1")
+        .bind(target)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE vk8s.compaction SET revision = $1, compact_time = now()")
+        .bind(target)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(target))
+}
+
+/// One object of a snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotItem {
+    pub vcluster_id: Uuid,
+    pub vcluster: String,
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub body: Value,
+}
+
+/// The snapshot's sort key: (vcluster_id, api_group, kind, namespace, name).
+pub type SnapshotKey = (Uuid, String, String, String, String);
+
+/// A read of every object of every tenant at one revision, held open in one
+/// repeatable-read transaction while it is paged through.
+pub struct Snapshot {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    pub revision: i64,
+    after: Option<SnapshotKey>,
+}
+
+impl Snapshot {
+    pub async fn open(db: &Db) -> Result<Self, DbError> {
+        let mut tx = db.pool().begin().await?;
+        // Must come first in the transaction.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT set_config('manifold.tenant', '*', true)")
+            .execute(&mut *tx)
+            .await?;
+        let revision: i64 = sqlx::query("SELECT value FROM vk8s.revision")
+            .fetch_one(&mut *tx)
+            .await?
+            .get("value");
+        Ok(Self {
+            tx,
+            revision,
+            after: None,
+        })
+    }
+
+    /// The next page in key order; empty at the end.
+    pub async fn next_page(&mut self, limit: i64) -> Result<Vec<SnapshotItem>, DbError> {
+        let (vc, group, kind, ns, name) = self.after.clone().unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT o.vcluster_id, \
+                 'tenants/' || v.tenant || '/namespaces/' || v.namespace || '/virtualClusters/' || v.name AS vcluster, \
+                 o.api_group, o.kind, o.namespace, o.name, o.body \
+             FROM vk8s.objects o JOIN vk8s.virtual_clusters v ON v.id = o.vcluster_id \
+             WHERE ($1 OR (o.vcluster_id, o.api_group, o.kind, o.namespace, o.name) > ($2, $3, $4, $5, $6)) \
+             ORDER BY o.vcluster_id, o.api_group, o.kind, o.namespace, o.name LIMIT $7",
+        )
+        .bind(self.after.is_none())
+        .bind(vc)
+        .bind(group)
+        .bind(kind)
+        .bind(ns)
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let items: Vec<SnapshotItem> = rows
+            .into_iter()
+            .map(|r| SnapshotItem {
+                vcluster_id: r.get("vcluster_id"),
+                vcluster: r.get("vcluster"),
+                group: r.get("api_group"),
+                kind: r.get("kind"),
+                namespace: r.get("namespace"),
+                name: r.get("name"),
+                body: r.get("body"),
+            })
+            .collect();
+        if let Some(last) = items.last() {
+            self.after = Some((
+                last.vcluster_id,
+                last.group.clone(),
+                last.kind.clone(),
+                last.namespace.clone(),
+                last.name.clone(),
+            ));
+        }
+        Ok(items)
+    }
+}
