@@ -7,7 +7,7 @@
 #
 # Environment:
 #   DATABASE_URL        use this server instead of a private one (left running)
-#   MANIFOLD_RUN_FLAGS  extra `serve` flags (default: --reference-scenario)
+#   MANIFOLD_RUN_FLAGS  extra `serve` flags (default: the reference scenario on three simulated sites)
 #   MANIFOLD_DATA_DIR   server data dir (default .manifold)
 #   MANIFOLD_PG_PORT    private PostgreSQL port (default 55432)
 #   MANIFOLD_BIN        server binary (default ${CARGO_TARGET_DIR:-target}/debug/manifold)
@@ -20,7 +20,7 @@ data_dir="${MANIFOLD_DATA_DIR:-.manifold}"
 pg_dir="$data_dir/postgres"
 pg_port="${MANIFOLD_PG_PORT:-55432}"
 # ${VAR-default}: an explicitly empty MANIFOLD_RUN_FLAGS means "no extra flags".
-run_flags="${MANIFOLD_RUN_FLAGS-"--reference-scenario"}"
+run_flags="${MANIFOLD_RUN_FLAGS-"--reference-scenario --simulated-sites pa2-par,ny8-nyc,ams9-ams"}"
 # Grace period for the server to shut down after a forwarded signal.
 stop_grace_s=30
 server_bin="${MANIFOLD_BIN:-${CARGO_TARGET_DIR:-target}/debug/manifold}"

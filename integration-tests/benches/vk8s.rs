@@ -43,12 +43,22 @@ async fn setup(app: &TestApp) -> Result<kube::Client> {
     let ch = app.channel().await?;
     let admin = &app.admin_token;
     tpb::tenant_service_client::TenantServiceClient::new(ch.clone())
-        .create_tenant(authed(admin, tpb::CreateTenantRequest { tenant_id: "acme".into(), tenant: None }))
+        .create_tenant(authed(
+            admin,
+            tpb::CreateTenantRequest {
+                tenant_id: "acme".into(),
+                tenant: None,
+            },
+        ))
         .await?;
     tpb::namespace_service_client::NamespaceServiceClient::new(ch.clone())
         .create_namespace(authed(
             admin,
-            tpb::CreateNamespaceRequest { parent: "tenants/acme".into(), namespace_id: "shop".into(), namespace: None },
+            tpb::CreateNamespaceRequest {
+                parent: "tenants/acme".into(),
+                namespace_id: "shop".into(),
+                namespace: None,
+            },
         ))
         .await?;
     let mut vk8s = pb::virtual_cluster_service_client::VirtualClusterServiceClient::new(ch);
@@ -64,14 +74,20 @@ async fn setup(app: &TestApp) -> Result<kube::Client> {
     let yaml = vk8s
         .get_kubeconfig(authed(
             admin,
-            pb::GetKubeconfigRequest { name: "tenants/acme/namespaces/shop/virtualClusters/bench".into(), ttl_seconds: 0 },
+            pb::GetKubeconfigRequest {
+                name: "tenants/acme/namespaces/shop/virtualClusters/bench".into(),
+                ttl_seconds: 0,
+            },
         ))
         .await?
         .into_inner()
         .kubeconfig;
     manifold_pki::install_default_crypto_provider();
-    let config =
-        kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&yaml)?, &KubeConfigOptions::default()).await?;
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::from_yaml(&yaml)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -84,7 +100,12 @@ fn config_map(name: &str) -> ConfigMap {
 }
 
 /// Creates `count` objects with `clients` concurrent requests; objects/s.
-async fn create_throughput(api: &Api<ConfigMap>, prefix: &str, count: usize, clients: usize) -> Result<f64> {
+async fn create_throughput(
+    api: &Api<ConfigMap>,
+    prefix: &str,
+    count: usize,
+    clients: usize,
+) -> Result<f64> {
     let gate = Arc::new(Semaphore::new(clients));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(count);
@@ -156,19 +177,36 @@ fn pgbench_binary() -> Result<PathBuf> {
 
 /// One pgbench run; returns its "tps = …" line.
 fn pgbench(url: &str, args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new(pgbench_binary()?).args(args).arg(url).output()?;
+    let out = std::process::Command::new(pgbench_binary()?)
+        .args(args)
+        .arg(url)
+        .output()?;
     if !out.status.success() {
-        bail!("pgbench {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "pgbench {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let tps = text.lines().find(|l| l.starts_with("tps")).unwrap_or("tps = ?").to_owned();
-    let latency = text.lines().find(|l| l.starts_with("latency average")).unwrap_or("").to_owned();
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .unwrap_or("tps = ?")
+        .to_owned();
+    let latency = text
+        .lines()
+        .find(|l| l.starts_with("latency average"))
+        .unwrap_or("")
+        .to_owned();
     Ok(format!("{tps}; {latency}"))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let seconds: u64 = std::env::var("VK8S_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds: u64 = std::env::var("VK8S_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let phase = Duration::from_secs(seconds);
     let app = TestApp::spawn().await?;
     let client = setup(&app).await?;
@@ -201,7 +239,11 @@ async fn main() -> Result<()> {
             let selector = selector.clone();
             async move {
                 let l = api.list(&ListParams::default().labels(&selector)).await?;
-                anyhow::ensure!(l.items.len() >= OBJECTS, "list returned {} items", l.items.len());
+                anyhow::ensure!(
+                    l.items.len() >= OBJECTS,
+                    "list returned {} items",
+                    l.items.len()
+                );
                 Ok(())
             }
         })
@@ -213,7 +255,11 @@ async fn main() -> Result<()> {
             ms(percentile(&lists, 0.99)),
         );
         // The next round lists its own 1,000 objects only.
-        api.delete_collection(&Default::default(), &ListParams::default().labels("bench=true")).await?;
+        api.delete_collection(
+            &Default::default(),
+            &ListParams::default().labels("bench=true"),
+        )
+        .await?;
     }
 
     println!("\n## pgbench on the same database\n");

@@ -122,12 +122,12 @@ impl TestApp {
     ) -> Result<manifold_config::Settings> {
         let env = std::collections::HashMap::new();
         let mut overrides = vec![
-                ("database.url", url.to_owned()),
-                ("database.max_connections", "10".into()),
-                ("data_dir", dir.display().to_string()),
-                ("grpc.listen", "127.0.0.1:0".into()),
-                ("kube_api.listen", "127.0.0.1:0".into()),
-                ("admin.listen", "127.0.0.1:0".into()),
+            ("database.url", url.to_owned()),
+            ("database.max_connections", "10".into()),
+            ("data_dir", dir.display().to_string()),
+            ("grpc.listen", "127.0.0.1:0".into()),
+            ("kube_api.listen", "127.0.0.1:0".into()),
+            ("admin.listen", "127.0.0.1:0".into()),
             ("auth.cache_ttl_secs", "1".into()),
         ];
         overrides.extend(extra.iter().cloned());

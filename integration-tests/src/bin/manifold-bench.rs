@@ -25,7 +25,10 @@ struct Args {
 fn parse_args() -> Result<(String, Args)> {
     let mut it = std::env::args().skip(1);
     let what = it.next().unwrap_or_else(|| "tenancy".into());
-    let mut args = Args { clients: 50, seconds: 10 };
+    let mut args = Args {
+        clients: 50,
+        seconds: 10,
+    };
     while let Some(a) = it.next() {
         let v = it.next().context("flag needs a value")?;
         match a.as_str() {
@@ -58,7 +61,9 @@ impl Sample {
     fn report(&mut self) -> String {
         self.latencies.sort();
         let pct = |p: f64| {
-            let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+            let i = ((self.latencies.len() as f64 * p).ceil() as usize)
+                .clamp(1, self.latencies.len())
+                - 1;
             self.latencies[i].as_secs_f64() * 1000.0
         };
         format!(
@@ -101,7 +106,12 @@ where
             (lat, errors)
         }));
     }
-    let mut sample = Sample { name: name.into(), latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    let mut sample = Sample {
+        name: name.into(),
+        latencies: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+    };
     for t in tasks {
         let (lat, errors) = t.await.expect("client task");
         sample.latencies.extend(lat);
@@ -117,15 +127,23 @@ async fn tenancy(args: &Args) -> Result<()> {
     let channel = app.channel().await?;
     let mut tenants = tenant_service_client::TenantServiceClient::new(channel.clone());
     tenants
-        .create_tenant(authed(&admin, CreateTenantRequest { tenant_id: "bench".into(), tenant: None }))
+        .create_tenant(authed(
+            &admin,
+            CreateTenantRequest {
+                tenant_id: "bench".into(),
+                tenant: None,
+            },
+        ))
         .await?;
     let token = Arc::new(admin.clone());
 
     let mut rows = Vec::new();
-    rows.push(authorize_run("Authorize, warm cache", &channel, token.clone(), args).await.report());
     rows.push(
-        get_tenant_run(&channel, token.clone(), args).await.report(),
+        authorize_run("Authorize, warm cache", &channel, token.clone(), args)
+            .await
+            .report(),
     );
+    rows.push(get_tenant_run(&channel, token.clone(), args).await.report());
     drop(app);
 
     // Cold: the same server with the authentication cache disabled, so every
@@ -133,7 +151,16 @@ async fn tenancy(args: &Args) -> Result<()> {
     let cold = TestApp::spawn_with(&[("auth.cache_ttl_secs", "0".into())]).await?;
     let cold_channel = cold.channel().await?;
     let cold_token = Arc::new(cold.admin_token.clone());
-    rows.push(authorize_run("Authorize, cold (no cache)", &cold_channel, cold_token, args).await.report());
+    rows.push(
+        authorize_run(
+            "Authorize, cold (no cache)",
+            &cold_channel,
+            cold_token,
+            args,
+        )
+        .await
+        .report(),
+    );
     drop(cold);
 
     let pgbench = pgbench(args)?;
@@ -172,7 +199,12 @@ async fn get_tenant_run(channel: &Channel, token: Arc<String>, args: &Args) -> S
         let token = token.clone();
         async move {
             client
-                .get_tenant(authed(&token, GetTenantRequest { name: "tenants/bench".into() }))
+                .get_tenant(authed(
+                    &token,
+                    GetTenantRequest {
+                        name: "tenants/bench".into(),
+                    },
+                ))
                 .await
                 .is_ok()
         }
@@ -187,9 +219,15 @@ fn pgbench(args: &Args) -> Result<String> {
     })?;
     let bin = std::fs::read_dir("/usr/lib/postgresql")
         .ok()
-        .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin/pgbench")).find(|p| p.exists()))
+        .and_then(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin/pgbench"))
+                .find(|p| p.exists())
+        })
         .context("pgbench not found under /usr/lib/postgresql/*/bin")?;
-    let init = Command::new(&bin).args(["-i", "-q", "-s", "1", &url]).output()?;
+    let init = Command::new(&bin)
+        .args(["-i", "-q", "-s", "1", &url])
+        .output()?;
     if !init.status.success() {
         bail!("pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
     }
@@ -208,8 +246,16 @@ fn pgbench(args: &Args) -> Result<String> {
         ])
         .output()?;
     let out = String::from_utf8_lossy(&run.stdout);
-    let tps = out.lines().find(|l| l.starts_with("tps")).unwrap_or("tps = ?").to_owned();
-    let lat = out.lines().find(|l| l.contains("latency average")).unwrap_or("latency average = ?").to_owned();
+    let tps = out
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .unwrap_or("tps = ?")
+        .to_owned();
+    let lat = out
+        .lines()
+        .find(|l| l.contains("latency average"))
+        .unwrap_or("latency average = ?")
+        .to_owned();
     Ok(format!(
         "| pgbench -S (baseline, same server, {} clients) | — | {} | avg {} | — | — |",
         args.clients,

@@ -4,7 +4,10 @@
 mod grpcurl;
 mod kube_client;
 mod kubectl;
+mod reference;
+mod replication;
 mod rls;
+mod site_agent;
 mod sites;
 mod tenancy;
 mod vk8s_grpc;

@@ -16,6 +16,9 @@ pub enum DbError {
     Retryable(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The migrations cannot be applied (e.g. an applied one was edited).
+    #[error("migrations: {0}")]
+    Migration(String),
     #[error("database error: {0}")]
     Other(#[source] sqlx::Error),
 }

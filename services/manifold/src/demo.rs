@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use manifold_proto::{tenancy::v1 as tenancy, vk8s::v1 as vk8s};
+use manifold_proto::{sites::v1 as sites, tenancy::v1 as tenancy, vk8s::v1 as vk8s};
 use tonic::{Code, transport::Channel};
 
 pub const TENANT: &str = "acme";
 pub const NAMESPACE: &str = "shop";
 pub const VK8S: &str = "demo";
+pub const VIRTUAL_SITE: &str = "all-edges";
 
 fn authed<T>(token: &str, message: T) -> Result<tonic::Request<T>> {
     let mut r = tonic::Request::new(message);
@@ -36,62 +37,114 @@ pub async fn ensure(channel: Channel, admin_token: &str, data_dir: &Path) -> Res
         tenancy::namespace_service_client::NamespaceServiceClient::new(channel.clone());
     let mut clusters =
         vk8s::virtual_cluster_service_client::VirtualClusterServiceClient::new(channel.clone());
-    let mut authz =
-        tenancy::authorization_service_client::AuthorizationServiceClient::new(channel);
+    let mut virtual_sites =
+        sites::virtual_site_service_client::VirtualSiteServiceClient::new(channel.clone());
+    let mut authz = tenancy::authorization_service_client::AuthorizationServiceClient::new(channel);
 
     created(
         tenants
-            .create_tenant(authed(admin_token, tenancy::CreateTenantRequest {
-                tenant_id: TENANT.into(),
-                tenant: Some(tenancy::Tenant {
-                    display_name: "Acme Corp".into(),
-                    ..Default::default()
-                }),
-            })?)
+            .create_tenant(authed(
+                admin_token,
+                tenancy::CreateTenantRequest {
+                    tenant_id: TENANT.into(),
+                    tenant: Some(tenancy::Tenant {
+                        display_name: "Acme Corp".into(),
+                        ..Default::default()
+                    }),
+                },
+            )?)
             .await,
         "tenant acme",
     )?;
     created(
         namespaces
-            .create_namespace(authed(admin_token, tenancy::CreateNamespaceRequest {
-                parent: format!("tenants/{TENANT}"),
-                namespace_id: NAMESPACE.into(),
-                namespace: None,
-            })?)
+            .create_namespace(authed(
+                admin_token,
+                tenancy::CreateNamespaceRequest {
+                    parent: format!("tenants/{TENANT}"),
+                    namespace_id: NAMESPACE.into(),
+                    namespace: None,
+                },
+            )?)
             .await,
         "namespace shop",
     )?;
     let parent = format!("tenants/{TENANT}/namespaces/{NAMESPACE}");
     created(
-        clusters
-            .create_virtual_cluster(authed(admin_token, vk8s::CreateVirtualClusterRequest {
+        virtual_sites
+            .create_virtual_site(authed(
+                admin_token,
+                sites::CreateVirtualSiteRequest {
+                    parent: parent.clone(),
+                    virtual_site_id: VIRTUAL_SITE.into(),
+                    virtual_site: Some(sites::VirtualSite {
+                        display_name: "Every edge site".into(),
+                        site_selector: "env=edge".into(),
+                        ..Default::default()
+                    }),
+                },
+            )?)
+            .await,
+        "virtual site all-edges",
+    )?;
+    let vk8s_name = format!("{parent}/virtualClusters/{VK8S}");
+    let spans = vec![format!("{parent}/virtualSites/{VIRTUAL_SITE}")];
+    let create = clusters
+        .create_virtual_cluster(authed(
+            admin_token,
+            vk8s::CreateVirtualClusterRequest {
                 parent: parent.clone(),
                 virtual_cluster_id: VK8S.into(),
                 virtual_cluster: Some(vk8s::VirtualCluster {
                     display_name: "Reference scenario".into(),
+                    virtual_sites: spans.clone(),
                     ..Default::default()
                 }),
-            })?)
-            .await,
-        "vK8s demo",
-    )?;
+            },
+        )?)
+        .await;
+    match create {
+        Ok(_) => {}
+        Err(s) if s.code() == Code::AlreadyExists => {
+            // Keep an existing demo attached to all-edges.
+            clusters
+                .update_virtual_cluster(authed(
+                    admin_token,
+                    vk8s::UpdateVirtualClusterRequest {
+                        virtual_cluster: Some(vk8s::VirtualCluster {
+                            name: vk8s_name.clone(),
+                            virtual_sites: spans,
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["virtual_sites".into()],
+                        }),
+                    },
+                )?)
+                .await
+                .context("attaching vK8s demo to all-edges")?;
+        }
+        Err(s) => anyhow::bail!("creating vK8s demo: {}", s.message()),
+    }
 
     // Keep a kubeconfig whose token still works; mint one otherwise.
     let path = data_dir.join("demo.kubeconfig");
-    if let Some(token) = existing_token(&path) {
-        if authz
+    if let Some(token) = existing_token(&path)
+        && authz
             .who_am_i(authed(&token, tenancy::WhoAmIRequest {})?)
             .await
             .is_ok()
-        {
-            return Ok(path);
-        }
+    {
+        return Ok(path);
     }
     let kubeconfig = clusters
-        .get_kubeconfig(authed(admin_token, vk8s::GetKubeconfigRequest {
-            name: format!("{parent}/virtualClusters/{VK8S}"),
-            ttl_seconds: 0,
-        })?)
+        .get_kubeconfig(authed(
+            admin_token,
+            vk8s::GetKubeconfigRequest {
+                name: vk8s_name,
+                ttl_seconds: 0,
+            },
+        )?)
         .await
         .context("GetKubeconfig for vK8s demo")?
         .into_inner();

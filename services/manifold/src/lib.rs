@@ -62,25 +62,49 @@ impl Running {
     }
 }
 
-fn own_channel(addr: SocketAddr, ca_pem: &str) -> Result<tonic::transport::Channel, ServeError> {
+/// `addr` with an unspecified IP (0.0.0.0) replaced by loopback, for dialling.
+fn loopback(addr: SocketAddr) -> SocketAddr {
     let mut own = addr;
     if own.ip().is_unspecified() {
         own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    Ok(tonic::transport::Endpoint::from_shared(format!("https://{own}"))
-        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?
-        .tls_config(
-            tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
-                .domain_name("localhost"),
-        )?
-        .connect_lazy())
+    own
+}
+
+fn own_channel(addr: SocketAddr, ca_pem: &str) -> Result<tonic::transport::Channel, ServeError> {
+    let own = loopback(addr);
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("https://{own}"))
+            .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+                    .domain_name("localhost"),
+            )?
+            .connect_lazy(),
+    )
 }
 
 /// Starts every service. Listeners are bound before anything is served, so a
 /// port-0 address in `settings` is replaced by the real one in
 /// [`Running::settings`].
-pub async fn start(mut settings: Settings) -> Result<Running, ServeError> {
+pub async fn start(settings: Settings) -> Result<Running, ServeError> {
+    start_with(settings, StartOptions::default()).await
+}
+
+/// What the all-in-one runs besides the control-plane services.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// In-process simulated sites (labelled `env=edge`, two nodes each), each
+    /// a real agent on its own TLS gRPC stream.
+    pub simulated_sites: Vec<String>,
+}
+
+/// [`start`], plus simulated sites.
+pub async fn start_with(
+    mut settings: Settings,
+    options: StartOptions,
+) -> Result<Running, ServeError> {
     manifold_pki::install_default_crypto_provider();
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -156,6 +180,9 @@ pub async fn start(mut settings: Settings) -> Result<Running, ServeError> {
     )
     .await
     .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?
+    // Observed state (pods, per-site status, logs) from ReplicationService
+    // on this process's own listener, called with each user's token.
+    .with_replication(own_channel(grpc_addr, &tls.ca_pem)?)
     .with_metrics(metrics.clone());
     grpc.mount(
         |routes| gateway.add_to(routes),
@@ -163,6 +190,28 @@ pub async fn start(mut settings: Settings) -> Result<Running, ServeError> {
         &[],
     );
     // ---- end vK8s gateway ----
+
+    // ---- replication (manifold.replication.v1: agents' streams, observed state) ----
+    // Replication calls the gateway's ObjectFeed and the registry with its own
+    // system identity, over the public API like any other process.
+    let internal_token = tenancy
+        .service_token("replication")
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
+    let replication = {
+        let mut config = manifold_replication::ReplicationConfig::new(internal_token.clone());
+        config.site_authority = Some(Arc::new(site_registry.clone()));
+        config.heartbeat_timeout = settings.sites.heartbeat_timeout();
+        config.advertise_url = Some(format!("https://{grpc_addr}"));
+        config.peer_ca_pem = Some(tls.ca_pem.clone());
+        manifold_replication::Replication::new(db.clone(), tenancy_channel.clone(), config)
+    };
+    grpc.mount(
+        |routes| replication.add_to(routes),
+        manifold_replication::SERVICE_NAMES,
+        manifold_replication::PUBLIC_PATHS,
+    );
+    // ---- end replication ----
 
     let mut tasks = JoinSet::new();
     {
@@ -196,10 +245,47 @@ pub async fn start(mut settings: Settings) -> Result<Running, ServeError> {
         let background = gateway.spawn_background(shutdown.clone());
         tasks.spawn(async move {
             let served = gateway
-                .serve_kube_api(kube_listener, kube_tls, async move { token.cancelled().await })
+                .serve_kube_api(
+                    kube_listener,
+                    kube_tls,
+                    async move { token.cancelled().await },
+                )
                 .await;
             let _ = background.await;
             served.map_err(ServeError::from)
+        });
+    }
+    {
+        let background = replication.spawn_background(shutdown.clone());
+        tasks.spawn(async move {
+            let _ = background.await;
+            Ok(())
+        });
+    }
+    if !options.simulated_sites.is_empty() {
+        // The agents dial the public listener like remote ones would.
+        let base = manifold_site_agent::AgentConfig::new(
+            "-",
+            format!("https://{}", loopback(grpc_addr)),
+            tls.ca_pem.clone(),
+        );
+        let fleet = manifold_site_agent::start_simulated_sites(
+            tenancy_channel.clone(),
+            &internal_token,
+            &base,
+            options
+                .simulated_sites
+                .iter()
+                .map(manifold_site_agent::SimulatedSite::edge)
+                .collect(),
+            manifold_site_agent::SimulatedOptions::default(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(format!("simulated sites: {e}"))))?;
+        tasks.spawn(async move {
+            fleet.wait().await;
+            Ok(())
         });
     }
     ready.store(true, std::sync::atomic::Ordering::SeqCst);

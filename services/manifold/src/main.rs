@@ -37,6 +37,23 @@ struct ServeArgs {
     /// shop, vK8s demo, and its kubeconfig in the data directory.
     #[arg(long)]
     reference_scenario: bool,
+    /// Run simulated sites in-process, each a real agent on its own TLS gRPC
+    /// stream: a comma-separated list of names (`pa2-par,ny8-nyc`) or a count
+    /// (`100` → site-1 … site-100). Labelled env=edge, two nodes each.
+    #[arg(long, value_name = "NAMES|COUNT")]
+    simulated_sites: Option<String>,
+}
+
+fn simulated_site_names(spec: &str) -> Vec<String> {
+    match spec.trim().parse::<usize>() {
+        Ok(n) => (1..=n).map(|i| format!("site-{i}")).collect(),
+        Err(_) => spec
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,14 +77,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let _telemetry = manifold_telemetry::init_from_settings("manifold", &settings.telemetry)
             .context("initialising telemetry")?;
-        let mut running = manifold::start(settings).await.context("starting manifold")?;
+        let options = manifold::StartOptions {
+            simulated_sites: args
+                .simulated_sites
+                .as_deref()
+                .map(simulated_site_names)
+                .unwrap_or_default(),
+        };
+        let mut running = manifold::start_with(settings, options)
+            .await
+            .context("starting manifold")?;
         let kubeconfig = if args.reference_scenario {
             let token = std::fs::read_to_string(running.settings.bootstrap_token_file())
                 .context("reading the admin token to create the reference scenario")?;
             Some(
-                manifold::demo::ensure(running.channel()?, token.trim(), &running.settings.data_dir)
-                    .await
-                    .context("creating the reference scenario")?,
+                manifold::demo::ensure(
+                    running.channel()?,
+                    token.trim(),
+                    &running.settings.data_dir,
+                )
+                .await
+                .context("creating the reference scenario")?,
             )
         } else {
             None
@@ -97,7 +127,9 @@ fn print_next_steps(running: &manifold::Running, kubeconfig: Option<&std::path::
          \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" \\\n      -d '{{\"tenant_id\":\"acme\",\"tenant\":{{\"display_name\":\"Acme\"}}}}' \\\n      {addr} manifold.tenancy.v1.TenantService/CreateTenant\
          \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" {addr} manifold.tenancy.v1.TenantService/ListTenants\n\
          {kube}\nPress Ctrl-C to stop.\n",
-        kube = kubeconfig.map(|k| kubectl_steps(k, running.kube_addr)).unwrap_or_default(),
+        kube = kubeconfig
+            .map(|k| kubectl_steps(k, running.kube_addr))
+            .unwrap_or_default(),
         admin = running.admin_addr,
         ca = ca.display(),
         token = token.display(),

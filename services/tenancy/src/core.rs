@@ -157,6 +157,64 @@ impl Core {
     }
 }
 
+impl Core {
+    /// A fresh system-admin token for an internal service of this process
+    /// (user `users/svc-<service>`), so services call each other's public
+    /// APIs with their own identity rather than an operator's. Each start
+    /// mints its own (replicas of one service may run side by side, so
+    /// earlier tokens stay valid until they expire).
+    pub async fn service_token(&self, service: &str) -> Result<String, TenancyError> {
+        validate_id("service", service)?;
+        let user_id = format!("svc-{service}");
+        manifold_db::transaction!(
+            self.db,
+            "service_token",
+            Scope::System,
+            TenancyError,
+            |tx| {
+                sqlx::query(
+                    "SELECT pg_advisory_xact_lock(hashtext('manifold.tenancy.service_token'))",
+                )
+                .execute(&mut **tx)
+                .await
+                .map_err(DbError::from)?;
+                let r = UserRef {
+                    tenant: None,
+                    user: user_id.clone(),
+                };
+                let user = match store::get_user(tx, &r).await {
+                    Ok(u) => u,
+                    Err(TenancyError::NotFound(_)) => {
+                        store::insert_user(tx, None, &user_id, &format!("{service} service"), "")
+                            .await?
+                    }
+                    Err(e) => return Err(e),
+                };
+                if !store::bindings_of_user(tx, user.id)
+                    .await?
+                    .iter()
+                    .any(|b| b.role == Role::SystemAdmin)
+                {
+                    store::insert_binding(
+                        tx,
+                        &BindingScope::System,
+                        None,
+                        None,
+                        &user_id,
+                        Role::SystemAdmin,
+                        &user,
+                    )
+                    .await?;
+                }
+                let secret = new_secret();
+                let expire = Utc::now() + chrono::Duration::days(365);
+                store::insert_token(tx, &user, None, &secret, "service", "", expire).await?;
+                Ok(secret.bearer)
+            }
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error("bootstrap: {0}")]

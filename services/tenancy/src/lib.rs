@@ -62,6 +62,12 @@ impl Tenancy {
         self.core.bootstrap(token_file).await
     }
 
+    /// A system-admin token for an internal service; see
+    /// [`Core::service_token`].
+    pub async fn service_token(&self, service: &str) -> Result<String, error::TenancyError> {
+        self.core.service_token(service).await
+    }
+
     /// The in-process authenticator (cached), for the auth layer of the
     /// server that hosts tenancy.
     pub fn authenticator(&self) -> Arc<dyn Authenticator> {

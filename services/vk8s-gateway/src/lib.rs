@@ -106,6 +106,18 @@ impl Gateway {
         })
     }
 
+    /// Merges the sites' observed state (pods, per-site workload status,
+    /// pod deletion and logs) from the replication service reached over
+    /// `channel`, called with each end user's own token. Without it pods
+    /// list empty and workload status is whatever was written.
+    pub fn with_replication(self, channel: tonic::transport::Channel) -> Self {
+        let _ = self
+            .core
+            .replication
+            .set(core::ReplicationClient::new(channel));
+        self
+    }
+
     /// Records the Kubernetes API's requests (`http_requests`,
     /// `http_duration_seconds` by route template, method and code) in
     /// `metrics`.

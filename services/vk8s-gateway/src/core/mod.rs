@@ -6,9 +6,10 @@
 pub mod clusters;
 pub mod list;
 pub mod objects;
+pub mod replication;
 pub mod tenancy;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use manifold_auth::Authenticator;
@@ -19,6 +20,7 @@ use crate::domain::{ClusterName, VirtualCluster};
 use crate::feed::Hub;
 
 pub use clusters::{Caller, CreateCluster};
+pub use replication::ReplicationClient;
 pub use tenancy::TenancyClient;
 
 /// Everything the handlers share.
@@ -30,6 +32,8 @@ pub struct Core {
     pub authenticator: Arc<dyn Authenticator>,
     /// Clusters by name, for the Kubernetes API's per-request resolution.
     clusters: moka::future::Cache<ClusterName, Arc<VirtualCluster>>,
+    /// The replication service's observed state; unset: nothing observed.
+    pub replication: OnceLock<ReplicationClient>,
 }
 
 impl Core {
@@ -49,6 +53,33 @@ impl Core {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(2))
                 .build(),
+            replication: OnceLock::new(),
         }
+    }
+
+    /// Fills a workload's `.status` with the sum of what its sites report
+    /// (a no-op for other kinds, or without replication).
+    pub async fn observe(
+        &self,
+        vc: &VirtualCluster,
+        kind: &'static manifold_kube_model::kinds::ResourceKind,
+        object: &mut serde_json::Value,
+        token: &str,
+    ) -> Result<(), crate::error::GatewayError> {
+        let Some(r) = self.replication.get() else {
+            return Ok(());
+        };
+        if !replication::is_workload(kind.kind) {
+            return Ok(());
+        }
+        let Some(name) = object
+            .pointer("/metadata/name")
+            .and_then(serde_json::Value::as_str)
+        else {
+            return Ok(());
+        };
+        let sites = r.site_statuses(vc, kind, name, token).await?;
+        replication::merge_status(kind.kind, object, sites);
+        Ok(())
     }
 }

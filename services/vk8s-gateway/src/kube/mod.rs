@@ -8,6 +8,7 @@ mod metrics;
 mod namespaces;
 mod negotiate;
 mod path;
+mod pods;
 mod protobuf;
 mod query;
 mod resources;
@@ -62,6 +63,11 @@ pub struct Ctx {
 impl Ctx {
     fn header(&self, name: header::HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The caller's bearer token, forwarded to the replication service.
+    fn token(&self) -> Result<&str, GatewayError> {
+        Ok(bearer_from_header(self.headers.get(header::AUTHORIZATION))?)
     }
 }
 

@@ -91,6 +91,7 @@ pub async fn handle(
                         initial,
                         initial_revision: revision,
                         source: Source::Static(revision),
+                        observer: None,
                     },
                     ctx.watches.clone(),
                 ));

@@ -15,7 +15,7 @@ use super::path::ResourcePath;
 use super::response::{
     delete_success, json_response, object_response, set_table_version, single, with_warnings,
 };
-use super::{Ctx, namespaces, read_body, watch};
+use super::{Ctx, namespaces, pods, read_body, watch};
 use crate::core::list::{ContinueToken, ListFrom, ListOptions};
 use crate::core::objects::{DeleteOptions, Deleted, PatchBody, ScaleInput, WriteOptions};
 use crate::domain::Part;
@@ -138,6 +138,15 @@ pub async fn handle(ctx: &Ctx, rp: ResourcePath, body: Body) -> Result<Response,
         return Err(method_not_allowed());
     }
     authorize(ctx, kind, act, name, None)?;
+    if kind.kind == "Pod" && ctx.core.replication.get().is_some() {
+        return match (act, name) {
+            (Action::List, _) => pods::list(ctx, kind, output(ctx, true)?).await,
+            (Action::Watch, _) => pods::watch(ctx, kind).await,
+            (Action::Get, Some(n)) => pods::get(ctx, kind, n, output(ctx, true)?).await,
+            (Action::Delete, Some(n)) => pods::delete(ctx, kind, n, body).await,
+            _ => Err(method_not_allowed()),
+        };
+    }
     match (act, name) {
         (Action::List, _) => list(ctx, kind).await,
         (Action::Watch, _) => watch::handle(ctx, kind).await,
@@ -170,7 +179,10 @@ fn write_options(ctx: &Ctx) -> Result<WriteOptions, GatewayError> {
 
 async fn get(ctx: &Ctx, kind: &'static ResourceKind, name: &str) -> Result<Response, GatewayError> {
     let out = output(ctx, true)?;
-    let object = ctx.core.get_object(&ctx.vc, kind, name).await?;
+    let mut object = ctx.core.get_object(&ctx.vc, kind, name).await?;
+    ctx.core
+        .observe(&ctx.vc, kind, &mut object, ctx.token()?)
+        .await?;
     Ok(single(StatusCode::OK, out, kind.kind, &object))
 }
 
@@ -203,11 +215,16 @@ async fn list(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, Gatewa
         limit: ctx.query.limit()?,
         from: list_from(ctx)?,
     };
-    let page = ctx.core.list_objects(&ctx.vc, kind, &opts).await?;
+    let mut page = ctx.core.list_objects(&ctx.vc, kind, &opts).await?;
+    for item in &mut page.items {
+        ctx.core.observe(&ctx.vc, kind, item, ctx.token()?).await?;
+    }
     let rv = page.resource_version.to_string();
     Ok(match out {
         Output::Table { version, include } => {
-            let opts = TableOptions::new(include, chrono::Utc::now());
+            let sites = crate::core::replication::site_count;
+            let opts =
+                TableOptions::new(include, chrono::Utc::now()).with_replica_multiplier(&sites);
             let mut t = table::list_table(
                 kind.kind,
                 &page.items,
@@ -441,6 +458,9 @@ async fn subresource(
     authorize(ctx, kind, act, Some(name), Some(sub))?;
     match (sub, act) {
         ("status", Action::Get) => get(ctx, kind, name).await,
+        ("log", Action::Get) if kind.kind == "Pod" && ctx.core.replication.get().is_some() => {
+            pods::log(ctx, kind, name).await
+        }
         ("status", Action::Update) => update(ctx, kind, name, Part::Status, body).await,
         ("status", Action::Patch) => patch(ctx, kind, name, Part::Status, body).await,
         ("scale", _) => scale(ctx, kind, name, act, body).await,

@@ -47,7 +47,9 @@ pub fn object_response(status: StatusCode, output: Output, body: &Value) -> Resp
 pub fn single(status: StatusCode, output: Output, kind: &str, object: &Value) -> Response {
     match output {
         Output::Table { version, include } => {
-            let opts = TableOptions::new(include, chrono::Utc::now());
+            let sites = crate::core::replication::site_count;
+            let opts =
+                TableOptions::new(include, chrono::Utc::now()).with_replica_multiplier(&sites);
             let mut t = table::object_table(kind, object, &opts);
             set_table_version(&mut t, version);
             json_response(status, &t)

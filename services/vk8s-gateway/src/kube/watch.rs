@@ -2,7 +2,9 @@
 //! Tables), with bookmarks, `sendInitialEvents` streaming lists, timeouts,
 //! and an ERROR event with a 410 Status when the resourceVersion is gone.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -18,7 +20,10 @@ use tokio_util::sync::CancellationToken;
 use super::Ctx;
 use super::negotiate::{self, Output};
 use super::response::set_table_version;
+use crate::core::Core;
 use crate::core::list::{Selectors, WatchFrom, watch_event};
+use crate::core::replication::{is_workload, site_count};
+use crate::domain::VirtualCluster;
 use crate::error::GatewayError;
 use crate::feed::{Cursor, Step};
 
@@ -26,6 +31,26 @@ use crate::feed::{Cursor, Step};
 const MAX_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How often an idle watch that allows bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+/// How often a watch of workloads re-reads the sites' status of the
+/// objects it has sent, to send MODIFIED when the summed status changed.
+const STATUS_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Objects per watch whose site status is followed.
+const MAX_FOLLOWED: usize = 500;
+
+/// Merges the sites' status into workload objects of a watch.
+pub struct Observer {
+    pub core: Arc<Core>,
+    pub vc: Arc<VirtualCluster>,
+    pub token: String,
+}
+
+impl Observer {
+    async fn merge(&self, kind: &'static ResourceKind, object: &mut Value) {
+        if let Err(e) = self.core.observe(&self.vc, kind, object, &self.token).await {
+            tracing::debug!(error = %e, "reading the sites' status for a watch");
+        }
+    }
+}
 
 /// The watch parameters of a request.
 pub struct WatchParams {
@@ -65,7 +90,9 @@ impl Encoder {
     pub fn event(&self, event_type: &str, object: &Value) -> Bytes {
         match self.output {
             Output::Table { version, include } => {
-                let opts = TableOptions::new(include, chrono::Utc::now());
+                let sites = site_count;
+                let opts =
+                    TableOptions::new(include, chrono::Utc::now()).with_replica_multiplier(&sites);
                 let mut t = table::object_table(self.kind.kind, object, &opts);
                 set_table_version(&mut t, version);
                 Self::line(&json!({ "type": event_type, "object": t }))
@@ -119,6 +146,8 @@ pub struct Stream {
     pub initial: Vec<Value>,
     pub initial_revision: i64,
     pub source: Source,
+    /// Set for workload kinds when replication is configured.
+    pub observer: Option<Observer>,
 }
 
 pub fn streaming_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
@@ -168,9 +197,17 @@ async fn run(
         initial,
         initial_revision,
         mut source,
+        observer,
     } = stream;
-    for object in &initial {
-        if tx.send(Ok(encoder.event("ADDED", object))).await.is_err() {
+    let observer = observer.filter(|_| is_workload(encoder.kind.kind));
+    // Name → the object as last sent, for status follow-ups.
+    let mut followed: HashMap<String, Value> = HashMap::new();
+    for mut object in initial {
+        if let Some(o) = &observer {
+            o.merge(encoder.kind, &mut object).await;
+            follow(&mut followed, "ADDED", &object);
+        }
+        if tx.send(Ok(encoder.event("ADDED", &object))).await.is_err() {
             return;
         }
     }
@@ -189,9 +226,29 @@ async fn run(
         tokio::time::Instant::now() + BOOKMARK_INTERVAL,
         BOOKMARK_INTERVAL,
     );
+    let mut status_ticks = tokio::time::interval(STATUS_POLL_INTERVAL);
+    status_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let bytes = tokio::select! {
             _ = watches.cancelled() => return,
+            _ = status_ticks.tick(), if observer.is_some() && !followed.is_empty() => {
+                let Some(o) = &observer else { continue };
+                let mut changed = Vec::new();
+                for (name, last) in &followed {
+                    let mut fresh = last.clone();
+                    o.merge(encoder.kind, &mut fresh).await;
+                    if fresh != *last {
+                        changed.push((name.clone(), fresh));
+                    }
+                }
+                for (name, fresh) in changed {
+                    if tx.send(Ok(encoder.event("MODIFIED", &fresh))).await.is_err() {
+                        return;
+                    }
+                    followed.insert(name, fresh);
+                }
+                continue;
+            }
             _ = &mut deadline => return,
             _ = tx.closed() => return,
             _ = ticks.tick(), if params.allow_bookmarks => {
@@ -208,7 +265,14 @@ async fn run(
                 Ok(Step::Change(change)) => {
                     let Source::Log { selectors, .. } = &source else { continue };
                     match watch_event(selectors, &change) {
-                        Some((event, object)) => encoder.event(event.as_str(), &object),
+                        Some((event, object)) => {
+                            let mut object = (*object).clone();
+                            if let Some(o) = &observer {
+                                o.merge(encoder.kind, &mut object).await;
+                                follow(&mut followed, event.as_str(), &object);
+                            }
+                            encoder.event(event.as_str(), &object)
+                        }
                         None => continue,
                     }
                 }
@@ -222,6 +286,18 @@ async fn run(
         if tx.send(Ok(bytes)).await.is_err() {
             return;
         }
+    }
+}
+
+/// Keeps `followed` up to date with what a watcher was sent.
+fn follow(followed: &mut HashMap<String, Value>, event: &str, object: &Value) {
+    let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) else {
+        return;
+    };
+    if event == "DELETED" {
+        followed.remove(name);
+    } else if followed.len() < MAX_FOLLOWED || followed.contains_key(name) {
+        followed.insert(name.to_owned(), object.clone());
     }
 }
 
@@ -256,6 +332,14 @@ pub async fn handle(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, 
             source: Source::Log {
                 cursor: Box::new(start.cursor),
                 selectors,
+            },
+            observer: match ctx.core.replication.get() {
+                Some(_) => Some(Observer {
+                    core: ctx.core.clone(),
+                    vc: ctx.vc.clone(),
+                    token: ctx.token()?.to_owned(),
+                }),
+                None => None,
             },
         },
         ctx.watches.clone(),

@@ -1,0 +1,497 @@
+//! Observed state: status reports stored and served by ReplicationService
+//! (pods, watches, per-site object status), pod deletion and logs through
+//! the agent, tenant isolation, and liveness (ONLINE / OFFLINE).
+
+use std::time::Duration;
+
+use manifold_integration_tests::authed;
+use manifold_proto::{replication::v1 as rpb, sites::v1 as spb, tenancy::v1 as tpb};
+use prost_types::{Struct, Value, value::Kind};
+use rpb::{agent_message::Msg as Out, control_message::Msg};
+use tonic::Code;
+
+use super::*;
+
+fn structure(pairs: &[(&str, Kind)]) -> Struct {
+    Struct {
+        fields: pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    Value {
+                        kind: Some(v.clone()),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn pod(name: &str, node: &str) -> rpb::Pod {
+    rpb::Pod {
+        virtual_cluster: VK.into(),
+        namespace: "shop".into(),
+        name: name.into(),
+        site: String::new(),
+        node: node.into(),
+        phase: "Running".into(),
+        pod_ip: "10.0.0.7".into(),
+        restarts: 0,
+        owner_kind: "ReplicaSet".into(),
+        owner_name: "web-5d9".into(),
+        object: Some(structure(&[(
+            "metadata",
+            Kind::StructValue(structure(&[("name", Kind::StringValue(name.into()))])),
+        )])),
+        site_offline: false,
+    }
+}
+
+fn report(full: bool, pods: Vec<rpb::Pod>) -> Out {
+    Out::Status(rpb::StatusReport {
+        full,
+        pods,
+        ..Default::default()
+    })
+}
+
+/// A token of a tenant-admin of a fresh tenant `id`.
+async fn outsider(h: &Harness, id: &str) -> String {
+    let a = &h.admin;
+    tpb::tenant_service_client::TenantServiceClient::new(h.ch.clone())
+        .create_tenant(authed(
+            a,
+            tpb::CreateTenantRequest {
+                tenant_id: id.into(),
+                tenant: None,
+            },
+        ))
+        .await
+        .unwrap();
+    let user = format!("tenants/{id}/users/eve");
+    tpb::user_service_client::UserServiceClient::new(h.ch.clone())
+        .create_user(authed(
+            a,
+            tpb::CreateUserRequest {
+                parent: format!("tenants/{id}"),
+                user_id: "eve".into(),
+                user: None,
+            },
+        ))
+        .await
+        .unwrap();
+    tpb::role_binding_service_client::RoleBindingServiceClient::new(h.ch.clone())
+        .create_role_binding(authed(
+            a,
+            tpb::CreateRoleBindingRequest {
+                parent: format!("tenants/{id}"),
+                role_binding_id: String::new(),
+                role_binding: Some(tpb::RoleBinding {
+                    role: tpb::Role::TenantAdmin as i32,
+                    user: user.clone(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    tpb::api_token_service_client::ApiTokenServiceClient::new(h.ch.clone())
+        .create_api_token(authed(
+            a,
+            tpb::CreateApiTokenRequest {
+                parent: user,
+                token: None,
+                ttl: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret
+}
+
+async fn pods_of(
+    api: &mut rpb::replication_service_client::ReplicationServiceClient<tonic::transport::Channel>,
+    token: &str,
+    want: usize,
+) -> rpb::ListPodsResponse {
+    let mut last = None;
+    for _ in 0..50 {
+        let r = api
+            .list_pods(authed(
+                token,
+                rpb::ListPodsRequest {
+                    virtual_cluster: VK.into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if r.pods.len() == want {
+            return r;
+        }
+        last = Some(r);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("expected {want} pods, got {last:?}");
+}
+
+async fn watch_next(stream: &mut tonic::Streaming<rpb::PodEvent>) -> rpb::PodEvent {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("a pod event in time")
+        .expect("watch open")
+        .expect("watch not ended")
+}
+
+fn describe(e: &rpb::PodEvent) -> String {
+    let kind = rpb::pod_event::Type::try_from(e.r#type).unwrap();
+    match &e.pod {
+        Some(p) => format!("{kind:?} {}@{}", p.name, p.site),
+        None => format!("{kind:?}"),
+    }
+}
+
+#[tokio::test]
+async fn status_reports_become_pods_watches_statuses_deletes_and_logs() {
+    let h = harness(&[], |_| {}).await;
+    let par = h.site("pa2-par", &[("env", "edge")]).await;
+    let nyc = h.site("ny8-nyc", &[("env", "edge")]).await;
+    h.scenario(&[("edge", "env=edge")], &["edge"]).await;
+    settle().await;
+    let mut p = h.connect(Some(&par), "pa2-par", 0).await.unwrap();
+    let mut n = h.connect(Some(&nyc), "ny8-nyc", 0).await.unwrap();
+    p.snapshot().await;
+    n.snapshot().await;
+
+    p.send(Out::Status(rpb::StatusReport {
+        full: true,
+        pods: vec![pod("web-a", "par-node-1"), pod("web-b", "par-node-2")],
+        objects: vec![rpb::ObjectStatus {
+            r#ref: Some(rpb::ObjectRef {
+                virtual_cluster: VK.into(),
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+            }),
+            site: String::new(),
+            status: Some(structure(&[("readyReplicas", Kind::NumberValue(2.0))])),
+            observed_revision: 7,
+            update_time: None,
+        }],
+        events: vec![rpb::SiteEvent {
+            virtual_cluster: VK.into(),
+            object: Some(structure(&[
+                (
+                    "metadata",
+                    Kind::StructValue(structure(&[
+                        ("name", Kind::StringValue("web-a.1".into())),
+                        ("namespace", Kind::StringValue("shop".into())),
+                    ])),
+                ),
+                ("reason", Kind::StringValue("Scheduled".into())),
+            ])),
+            site: String::new(),
+        }],
+        ..Default::default()
+    }))
+    .await;
+    // A site cannot write into a vK8s that is not placed on it.
+    let mut foreign = pod("intruder", "x");
+    foreign.virtual_cluster = "tenants/other/namespaces/x/virtualClusters/y".into();
+    n.send(report(true, vec![pod("web-c", "nyc-node-1"), foreign]))
+        .await;
+
+    let mut api = h.replication().await;
+    let listed = pods_of(&mut api, &h.admin, 3).await;
+    let mut names: Vec<(String, String, String)> = listed
+        .pods
+        .iter()
+        .map(|p| (p.name.clone(), p.site.clone(), p.node.clone()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("web-a".into(), "pa2-par".into(), "par-node-1".into()),
+            ("web-b".into(), "pa2-par".into(), "par-node-2".into()),
+            ("web-c".into(), "ny8-nyc".into(), "nyc-node-1".into()),
+        ]
+    );
+    assert!(listed.revision > 0);
+    assert!(
+        listed
+            .pods
+            .iter()
+            .all(|p| p.object.is_some() && !p.site_offline)
+    );
+
+    let statuses = api
+        .get_object_status(authed(
+            &h.admin,
+            rpb::GetObjectStatusRequest {
+                r#ref: Some(rpb::ObjectRef {
+                    virtual_cluster: VK.into(),
+                    api_version: "apps/v1".into(),
+                    kind: "Deployment".into(),
+                    namespace: "shop".into(),
+                    name: "web".into(),
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .statuses;
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].site, "pa2-par");
+    assert_eq!(statuses[0].observed_revision, 7);
+    assert_eq!(
+        statuses[0].status.as_ref().unwrap().fields["readyReplicas"].kind,
+        Some(Kind::NumberValue(2.0))
+    );
+
+    let events = api
+        .list_events(authed(
+            &h.admin,
+            rpb::ListEventsRequest {
+                virtual_cluster: VK.into(),
+                namespace: "shop".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].site, "pa2-par");
+    assert_eq!(
+        events[0].object.as_ref().unwrap().fields["reason"].kind,
+        Some(Kind::StringValue("Scheduled".into()))
+    );
+
+    // Another tenant sees nothing of it.
+    let eve = outsider(&h, "other").await;
+    let denied = api
+        .list_pods(authed(
+            &eve,
+            rpb::ListPodsRequest {
+                virtual_cluster: VK.into(),
+            },
+        ))
+        .await;
+    assert_eq!(denied.unwrap_err().code(), Code::NotFound);
+    let denied = api
+        .list_sessions(authed(&eve, rpb::ListSessionsRequest {}))
+        .await;
+    assert_eq!(denied.unwrap_err().code(), Code::PermissionDenied);
+
+    // Watch: the list, a bookmark, then changes as sites report them.
+    let mut watch = api
+        .watch_pods(authed(
+            &h.admin,
+            rpb::WatchPodsRequest {
+                virtual_cluster: VK.into(),
+                from_revision: 0,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut initial = Vec::new();
+    loop {
+        let e = watch_next(&mut watch).await;
+        if e.r#type == rpb::pod_event::Type::Bookmark as i32 {
+            assert_eq!(e.revision, listed.revision);
+            break;
+        }
+        initial.push(describe(&e));
+    }
+    initial.sort();
+    assert_eq!(
+        initial,
+        [
+            "Upsert web-a@pa2-par",
+            "Upsert web-b@pa2-par",
+            "Upsert web-c@ny8-nyc"
+        ]
+    );
+    p.send(Out::Status(rpb::StatusReport {
+        removed_pods: vec![rpb::PodRef {
+            virtual_cluster: VK.into(),
+            namespace: "shop".into(),
+            name: "web-a".into(),
+        }],
+        ..Default::default()
+    }))
+    .await;
+    assert_eq!(
+        describe(&watch_next(&mut watch).await),
+        "Delete web-a@pa2-par"
+    );
+    // A full report replaces the site's pods: web-c goes, web-d comes.
+    n.send(report(true, vec![pod("web-d", "nyc-node-2")])).await;
+    let mut changes = vec![
+        describe(&watch_next(&mut watch).await),
+        describe(&watch_next(&mut watch).await),
+    ];
+    changes.sort();
+    assert_eq!(changes, ["Delete web-c@ny8-nyc", "Upsert web-d@ny8-nyc"]);
+
+    // Deleting a pod asks its site's agent.
+    api.delete_pod(authed(
+        &h.admin,
+        rpb::DeletePodRequest {
+            virtual_cluster: VK.into(),
+            namespace: "shop".into(),
+            name: "web-b".into(),
+            site: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    let seen = p.until(|m| matches!(m, Msg::DeletePod(_))).await;
+    let Some(Msg::DeletePod(cmd)) = seen.last() else {
+        unreachable!()
+    };
+    assert_eq!(
+        (cmd.namespace.as_str(), cmd.pod.as_str()),
+        ("shop", "web-b")
+    );
+    assert_eq!(cmd.virtual_cluster, VK);
+    let missing = api
+        .delete_pod(authed(
+            &h.admin,
+            rpb::DeletePodRequest {
+                virtual_cluster: VK.into(),
+                namespace: "shop".into(),
+                name: "nope".into(),
+                site: String::new(),
+            },
+        ))
+        .await;
+    assert_eq!(missing.unwrap_err().code(), Code::NotFound);
+
+    // Logs: the request reaches the agent, its chunks come back.
+    let mut logs_api = api.clone();
+    let token = h.admin.clone();
+    let reader = tokio::spawn(async move {
+        let mut stream = logs_api
+            .stream_logs(authed(
+                &token,
+                rpb::StreamLogsRequest {
+                    virtual_cluster: VK.into(),
+                    namespace: "shop".into(),
+                    pod: "web-b".into(),
+                    container: "web".into(),
+                    follow: false,
+                    tail_lines: 10,
+                    timestamps: false,
+                    site: String::new(),
+                },
+            ))
+            .await
+            .expect("logs")
+            .into_inner();
+        let mut text = Vec::new();
+        while let Some(chunk) = stream.message().await.expect("log chunk") {
+            text.extend_from_slice(&chunk.data);
+        }
+        String::from_utf8(text).unwrap()
+    });
+    let seen = p.until(|m| matches!(m, Msg::LogRequest(_))).await;
+    let Some(Msg::LogRequest(req)) = seen.last() else {
+        unreachable!()
+    };
+    assert_eq!(
+        (req.pod.as_str(), req.tail_lines, req.follow),
+        ("web-b", 10, false)
+    );
+    assert_eq!(req.virtual_cluster, VK);
+    for (data, eof) in [("line 1\n", false), ("line 2\n", true)] {
+        p.send(Out::Log(rpb::LogChunk {
+            request_id: req.request_id.clone(),
+            data: data.as_bytes().to_vec(),
+            eof,
+            error: String::new(),
+        }))
+        .await;
+    }
+    let text = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("logs in time")
+        .unwrap();
+    assert_eq!(text, "line 1\nline 2\n");
+}
+
+async fn wait_state(h: &Harness, want: spb::site::State) -> spb::Site {
+    for _ in 0..100 {
+        let s = h.get_site("pa2-par").await;
+        if s.state == want as i32 {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("pa2-par never became {want:?}");
+}
+
+#[tokio::test]
+async fn a_site_whose_stream_is_gone_goes_offline_and_comes_back() {
+    let h = harness(&[], |c| c.heartbeat_timeout = Duration::from_secs(2)).await;
+    let par = h.site("pa2-par", &[("env", "edge")]).await;
+    h.scenario(&[("edge", "env=edge")], &["edge"]).await;
+    settle().await;
+    let mut agent = h.connect(Some(&par), "pa2-par", 0).await.unwrap();
+    agent.snapshot().await;
+    agent
+        .send(Out::Heartbeat(rpb::Heartbeat {
+            time: None,
+            nodes: vec![rpb::NodeStatus {
+                name: "par-node-1".into(),
+                ready: true,
+            }],
+        }))
+        .await;
+    agent
+        .send(report(true, vec![pod("web-a", "par-node-1")]))
+        .await;
+    let online = wait_state(&h, spb::site::State::Online).await;
+    assert_eq!(online.agent_version, "fake-agent/1");
+    for _ in 0..50 {
+        if h.get_site("pa2-par").await.nodes.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(h.get_site("pa2-par").await.nodes[0].name, "par-node-1");
+    let mut api = h.replication().await;
+    assert!(!pods_of(&mut api, &h.admin, 1).await.pods[0].site_offline);
+
+    drop(agent);
+    wait_state(&h, spb::site::State::Offline).await;
+    // The registry hears first; the pods follow in the same sweep.
+    let mut offline = false;
+    for _ in 0..50 {
+        offline = pods_of(&mut api, &h.admin, 1).await.pods[0].site_offline;
+        if offline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(offline, "the pods of an offline site are flagged");
+    let sessions = api
+        .list_sessions(authed(&h.admin, rpb::ListSessionsRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    assert!(sessions.is_empty(), "{sessions:?}");
+
+    let mut agent = h.connect(Some(&par), "pa2-par", 0).await.unwrap();
+    agent.snapshot().await;
+    wait_state(&h, spb::site::State::Online).await;
+    // Cleared when the stream is back (before the agent reports anything).
+    assert!(!pods_of(&mut api, &h.admin, 1).await.pods[0].site_offline);
+}

@@ -1,0 +1,410 @@
+//! The `kube` backend: a real cluster through kube-rs. Objects are server-side
+//! applied under the field manager `manifold-agent` into one physical namespace per
+//! vK8s (created on demand, see [`mapping::physical_namespace`]), labelled as managed
+//! by Manifold; a snapshot prunes managed objects it did not name; watchers on pods,
+//! nodes and managed workloads keep the status feed current.
+
+pub mod mapping;
+mod watch;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::{AsyncReadExt, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use self::mapping::{FIELD_MANAGER, known_kind, managed_selector, physical_namespace};
+use super::{Backend, LogStream};
+use crate::error::{AgentError, BackendError};
+use crate::feed::StatusFeed;
+use crate::model::{DesiredObject, LogParams, NodeInfo, ObjectKey, VirtualCluster, well_known};
+
+/// Objects listed per page while pruning.
+const PRUNE_PAGE: u32 = 500;
+
+/// A physical cluster.
+pub struct KubeBackend {
+    inner: Arc<KubeInner>,
+    _stop: DropGuard,
+}
+
+pub(crate) struct KubeInner {
+    site: String,
+    client: kube::Client,
+    feed: Arc<StatusFeed>,
+    /// Physical namespaces verified (or created) as belonging to a vK8s.
+    namespaces: Mutex<HashMap<String, VirtualCluster>>,
+    /// Kinds resolved by discovery, by (apiVersion, kind).
+    discovered: Mutex<HashMap<(String, String), ApiResource>>,
+    /// Node name → Ready, kept by the node watcher.
+    nodes: Mutex<BTreeMap<String, bool>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// kube-rs errors as backend errors: what the API server rejects as invalid is
+/// permanent; everything else (unreachable, throttled, forbidden until RBAC is fixed)
+/// is worth retrying.
+pub(crate) fn backend_error(e: kube::Error) -> BackendError {
+    match &e {
+        kube::Error::Api(s) if s.code == 404 => BackendError::NotFound(s.message.clone()),
+        kube::Error::Api(s) if s.code == 409 => BackendError::Conflict(s.message.clone()),
+        kube::Error::Api(s) if matches!(s.code, 400 | 405 | 413 | 415 | 422) => {
+            BackendError::Invalid(s.message.clone())
+        }
+        _ => BackendError::Unavailable(e.to_string()),
+    }
+}
+
+fn gvk(api_version: &str, kind: &str) -> GroupVersionKind {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    GroupVersionKind::gvk(group, version, kind)
+}
+
+impl KubeBackend {
+    /// Connects with the in-cluster service account or the local kubeconfig.
+    pub async fn connect(site: &str) -> Result<Self, AgentError> {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| AgentError::Config(format!("kubernetes client: {e}")))?;
+        Ok(Self::new(site, client))
+    }
+
+    /// A backend on `client`; starts the watchers (call within a Tokio runtime).
+    pub fn new(site: &str, client: kube::Client) -> Self {
+        let inner = Arc::new(KubeInner {
+            site: site.to_owned(),
+            client,
+            feed: Arc::new(StatusFeed::new()),
+            namespaces: Mutex::new(HashMap::new()),
+            discovered: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(BTreeMap::new()),
+        });
+        let stop = CancellationToken::new();
+        watch::spawn_all(&inner, &stop);
+        Self {
+            inner,
+            _stop: stop.drop_guard(),
+        }
+    }
+}
+
+impl KubeInner {
+    /// The API resource of a kind: from the table of known kinds, else discovery.
+    async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, BackendError> {
+        let gvk = gvk(api_version, kind);
+        if let Some(k) = known_kind(api_version, kind) {
+            return Ok(ApiResource::from_gvk_with_plural(&gvk, k.plural));
+        }
+        let cache_key = (api_version.to_owned(), kind.to_owned());
+        if let Some(ar) = lock(&self.discovered).get(&cache_key) {
+            return Ok(ar.clone());
+        }
+        let (ar, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| match backend_error(e) {
+                BackendError::NotFound(_) => BackendError::Invalid(format!(
+                    "{api_version} {kind} is not served by this cluster"
+                )),
+                other => other,
+            })?;
+        if caps.scope != Scope::Namespaced {
+            return Err(BackendError::Invalid(format!(
+                "{api_version} {kind} is cluster-scoped; only namespaced objects are replicated"
+            )));
+        }
+        lock(&self.discovered).insert(cache_key, ar.clone());
+        Ok(ar)
+    }
+
+    /// Every kind that may hold managed objects (known and discovered so far).
+    fn managed_resources(&self) -> Vec<ApiResource> {
+        let mut out: Vec<ApiResource> = mapping::KNOWN_KINDS
+            .iter()
+            .map(|k| ApiResource::from_gvk_with_plural(&gvk(k.api_version, k.kind), k.plural))
+            .collect();
+        out.extend(lock(&self.discovered).values().cloned());
+        out
+    }
+
+    /// Creates (or verifies) the physical namespace of `vc`. A namespace of that
+    /// name that belongs to something else is a conflict, never silently shared.
+    async fn ensure_namespace(&self, vc: &VirtualCluster) -> Result<String, BackendError> {
+        let name = physical_namespace(vc);
+        if lock(&self.namespaces).get(&name) == Some(vc) {
+            return Ok(name);
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        if let Some(existing) = api.get_opt(&name).await.map_err(backend_error)? {
+            let owner = existing
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(well_known::VIRTUAL_CLUSTER_ANNOTATION));
+            if owner.map(String::as_str) != Some(vc.to_string().as_str()) {
+                return Err(BackendError::Conflict(format!(
+                    "namespace {name} exists and does not belong to {vc}"
+                )));
+            }
+        } else {
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&mapping::namespace_object(vc)),
+            )
+            .await
+            .map_err(backend_error)?;
+            tracing::info!(site = %self.site, namespace = %name, %vc, "created namespace");
+        }
+        lock(&self.namespaces).insert(name.clone(), vc.clone());
+        Ok(name)
+    }
+
+    /// The vK8s of a physical namespace: from the cache, else its annotation.
+    pub(crate) async fn virtual_cluster_of_namespace(
+        &self,
+        namespace: &str,
+    ) -> Option<VirtualCluster> {
+        if let Some(vc) = lock(&self.namespaces).get(namespace) {
+            return Some(vc.clone());
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = api.get_opt(namespace).await.ok().flatten()?;
+        let value = serde_json::to_value(&ns).ok()?;
+        let vc = mapping::virtual_cluster_of(&value)?;
+        if physical_namespace(&vc) != namespace {
+            return None;
+        }
+        lock(&self.namespaces).insert(namespace.to_owned(), vc.clone());
+        Some(vc)
+    }
+
+    /// The physical namespace of a pod known by its vK8s (when given), Manifold
+    /// namespace and name.
+    fn pod_namespace(
+        &self,
+        vc: Option<&VirtualCluster>,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<String, BackendError> {
+        if let Some(vc) = vc {
+            if vc.namespace() != namespace {
+                return Err(BackendError::Invalid(format!(
+                    "{vc} holds no namespace {namespace}"
+                )));
+            }
+            return Ok(physical_namespace(vc));
+        }
+        let matches = self.feed.find_pods(namespace, pod);
+        match matches.as_slice() {
+            [one] => Ok(physical_namespace(&one.id.virtual_cluster)),
+            [] => Err(BackendError::NotFound(format!(
+                "pods \"{pod}\" not found in namespace {namespace}"
+            ))),
+            _ => Err(BackendError::Conflict(format!(
+                "pod {pod} exists in {} vK8s of namespace {namespace}",
+                matches.len()
+            ))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for KubeBackend {
+    async fn apply(&self, object: &DesiredObject) -> Result<(), BackendError> {
+        let key = &object.key;
+        if key.kind == "Namespace" && key.group().is_empty() {
+            // Namespaces are the agent's to create, per vK8s.
+            return Ok(());
+        }
+        let physical = mapping::to_physical(object)?;
+        let inner = &self.inner;
+        let ar = inner.resource(&key.api_version, &key.kind).await?;
+        let ns = inner.ensure_namespace(&key.virtual_cluster).await?;
+        let api: Api<DynamicObject> = Api::namespaced_with(inner.client.clone(), &ns, &ar);
+        api.patch(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&physical),
+        )
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &ObjectKey, _revision: i64) -> Result<(), BackendError> {
+        if key.namespace.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        let ar = inner.resource(&key.api_version, &key.kind).await?;
+        let ns = physical_namespace(&key.virtual_cluster);
+        let api: Api<DynamicObject> = Api::namespaced_with(inner.client.clone(), &ns, &ar);
+        let Some(existing) = api.get_opt(&key.name).await.map_err(backend_error)? else {
+            inner.feed.remove_object(key);
+            return Ok(());
+        };
+        let managed = existing
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(well_known::MANAGED_BY_LABEL))
+            .is_some_and(|v| v == well_known::MANAGED_BY_VALUE);
+        if !managed {
+            return Err(BackendError::Conflict(format!(
+                "{key}: the object on the site is not managed by Manifold; left alone"
+            )));
+        }
+        match api.delete(&key.name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(e) => match backend_error(e) {
+                BackendError::NotFound(_) => {}
+                other => return Err(other),
+            },
+        }
+        inner.feed.remove_object(key);
+        Ok(())
+    }
+
+    async fn end_snapshot(
+        &self,
+        _revision: i64,
+        keep: &HashSet<ObjectKey>,
+    ) -> Result<usize, BackendError> {
+        let inner = &self.inner;
+        let mut pruned = 0;
+        for ar in inner.managed_resources() {
+            let api: Api<DynamicObject> = Api::all_with(inner.client.clone(), &ar);
+            let mut params = ListParams::default()
+                .labels(&managed_selector())
+                .limit(PRUNE_PAGE);
+            loop {
+                let page = api.list(&params).await.map_err(backend_error)?;
+                for obj in &page.items {
+                    let value = serde_json::to_value(obj).unwrap_or_default();
+                    let Some(vc) = mapping::virtual_cluster_of(&value) else {
+                        continue;
+                    };
+                    let (Some(name), Some(ns)) = (&obj.metadata.name, &obj.metadata.namespace)
+                    else {
+                        continue;
+                    };
+                    // Only what sits in the vK8s' own namespace is ours to prune.
+                    if *ns != physical_namespace(&vc) {
+                        continue;
+                    }
+                    let key = ObjectKey {
+                        api_version: ar.api_version.clone(),
+                        kind: ar.kind.clone(),
+                        namespace: vc.namespace().to_owned(),
+                        name: name.clone(),
+                        virtual_cluster: vc,
+                    };
+                    if keep.contains(&key) {
+                        continue;
+                    }
+                    let scoped: Api<DynamicObject> =
+                        Api::namespaced_with(inner.client.clone(), ns, &ar);
+                    match scoped.delete(name, &DeleteParams::background()).await {
+                        Ok(_) => {}
+                        Err(e) => match backend_error(e) {
+                            BackendError::NotFound(_) => {}
+                            other => return Err(other),
+                        },
+                    }
+                    tracing::info!(site = %inner.site, %key, "pruned");
+                    inner.feed.remove_object(&key);
+                    pruned += 1;
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params.continue_token = Some(token),
+                    None => break,
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    fn status_feed(&self) -> Arc<StatusFeed> {
+        self.inner.feed.clone()
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
+        let cached: Vec<NodeInfo> = lock(&self.inner.nodes)
+            .iter()
+            .map(|(name, ready)| NodeInfo {
+                name: name.clone(),
+                ready: *ready,
+            })
+            .collect();
+        if !cached.is_empty() {
+            return Ok(cached);
+        }
+        let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.inner.client.clone());
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(backend_error)?;
+        Ok(list
+            .items
+            .iter()
+            .map(|n| NodeInfo {
+                name: n.metadata.name.clone().unwrap_or_default(),
+                ready: watch::node_ready(n),
+            })
+            .collect())
+    }
+
+    async fn logs(&self, params: &LogParams) -> Result<LogStream, BackendError> {
+        let ns = self.inner.pod_namespace(
+            params.virtual_cluster.as_ref(),
+            &params.namespace,
+            &params.pod,
+        )?;
+        let api: Api<Pod> = Api::namespaced(self.inner.client.clone(), &ns);
+        let lp = kube::api::LogParams {
+            container: params.container.clone(),
+            follow: params.follow,
+            tail_lines: params.tail_lines,
+            timestamps: params.timestamps,
+            ..Default::default()
+        };
+        let reader = api
+            .log_stream(&params.pod, &lp)
+            .await
+            .map_err(backend_error)?;
+        let stream = futures::stream::unfold(Some(Box::pin(reader)), |reader| async move {
+            let mut reader = reader?;
+            let mut buf = vec![0u8; 16 * 1024];
+            match reader.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(buf), Some(reader)))
+                }
+                Err(e) => Some((Err(BackendError::Unavailable(e.to_string())), None)),
+            }
+        });
+        Ok(stream.boxed())
+    }
+
+    async fn delete_pod(
+        &self,
+        virtual_cluster: Option<&VirtualCluster>,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<(), BackendError> {
+        let ns = self.inner.pod_namespace(virtual_cluster, namespace, pod)?;
+        let api: Api<Pod> = Api::namespaced(self.inner.client.clone(), &ns);
+        api.delete(pod, &DeleteParams::default())
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+}

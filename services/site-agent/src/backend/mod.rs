@@ -1,0 +1,62 @@
+//! What the agent drives: a cluster behind the [`Backend`] trait. `kube` is a real
+//! cluster through kube-rs; `simulated` is an in-process stand-in with N nodes.
+
+pub mod kube;
+pub mod simulated;
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+
+use crate::error::BackendError;
+use crate::feed::StatusFeed;
+use crate::model::{DesiredObject, LogParams, NodeInfo, ObjectKey, VirtualCluster};
+
+/// Log bytes of one container, in chunks.
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, BackendError>> + Send>>;
+
+/// A cluster the agent replicates into. Every call is idempotent, so the session can
+/// replay after a reconnect: applying the same object twice, or deleting a missing
+/// one, succeeds.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Creates or updates `object` on the cluster.
+    async fn apply(&self, object: &DesiredObject) -> Result<(), BackendError>;
+
+    /// Deletes the object (and what it owns). A missing object is success.
+    async fn delete(&self, key: &ObjectKey, revision: i64) -> Result<(), BackendError>;
+
+    /// A snapshot starts: the applies that follow name everything desired.
+    async fn begin_snapshot(&self, _revision: i64) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// The snapshot is complete: deletes every managed object that `keep` does not
+    /// name. Returns how many objects were pruned.
+    async fn end_snapshot(
+        &self,
+        revision: i64,
+        keep: &HashSet<ObjectKey>,
+    ) -> Result<usize, BackendError>;
+
+    /// Observed state of what this backend manages (object status, pods). The session
+    /// reports from it; backends keep it current.
+    fn status_feed(&self) -> Arc<StatusFeed>;
+
+    /// The cluster's nodes and their readiness.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError>;
+
+    /// Logs of a pod's container (following when asked).
+    async fn logs(&self, params: &LogParams) -> Result<LogStream, BackendError>;
+
+    /// Deletes a pod by its vK8s (when known), Manifold namespace and name; its
+    /// controller recreates it.
+    async fn delete_pod(
+        &self,
+        virtual_cluster: Option<&VirtualCluster>,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<(), BackendError>;
+}

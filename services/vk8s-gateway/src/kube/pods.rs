@@ -1,0 +1,263 @@
+//! Pods, aggregated from every site by the replication service: list, get
+//! and watch (with label and field selectors, Tables), delete (the site's
+//! controller recreates the pod) and `log`, streamed as chunked text.
+//! Pod resourceVersions are replication's per-vK8s pod revisions.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use futures::StreamExt;
+use http::{HeaderValue, StatusCode, header};
+use manifold_kube_model::kinds::ResourceKind;
+use manifold_kube_model::table::{self, TableOptions};
+use manifold_proto::replication::v1 as pb;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::negotiate::Output;
+use super::response::{json_response, object_response, set_table_version, single};
+use super::watch::{Encoder, WatchParams, streaming_response};
+use super::{Ctx, read_body};
+use crate::core::replication::{PodChange, ReplicationClient, pod_site};
+use crate::error::{GatewayError, Target};
+
+/// Longest a pod watch stays open.
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+fn client(ctx: &Ctx) -> Result<&ReplicationClient, GatewayError> {
+    ctx.core.replication.get().ok_or(GatewayError::NoRoute)
+}
+
+fn name_of(pod: &Value) -> &str {
+    pod.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn not_found(kind: &ResourceKind, name: &str) -> GatewayError {
+    GatewayError::NotFound(Target::object(kind.group, kind.plural, name))
+}
+
+/// The pod named `name` (on whichever site runs it).
+async fn find(ctx: &Ctx, kind: &ResourceKind, name: &str) -> Result<Value, GatewayError> {
+    let (pods, _) = client(ctx)?.list_pods(&ctx.vc, ctx.token()?).await?;
+    pods.into_iter()
+        .find(|p| name_of(p) == name)
+        .ok_or_else(|| not_found(kind, name))
+}
+
+pub async fn list(
+    ctx: &Ctx,
+    kind: &'static ResourceKind,
+    out: Output,
+) -> Result<Response, GatewayError> {
+    let selectors = ctx.query.selectors()?;
+    let (pods, revision) = client(ctx)?.list_pods(&ctx.vc, ctx.token()?).await?;
+    let items: Vec<Value> = pods.into_iter().filter(|p| selectors.matches(p)).collect();
+    let rv = revision.to_string();
+    Ok(match out {
+        Output::Table { version, include } => {
+            let opts = TableOptions::new(include, chrono::Utc::now());
+            let mut t = table::list_table(kind.kind, &items, &rv, None, &opts);
+            set_table_version(&mut t, version);
+            json_response(StatusCode::OK, &t)
+        }
+        other => object_response(
+            StatusCode::OK,
+            other,
+            &json!({
+                "kind": kind.list_kind(),
+                "apiVersion": kind.api_version(),
+                "metadata": { "resourceVersion": rv },
+                "items": items,
+            }),
+        ),
+    })
+}
+
+pub async fn get(
+    ctx: &Ctx,
+    kind: &'static ResourceKind,
+    name: &str,
+    out: Output,
+) -> Result<Response, GatewayError> {
+    let pod = find(ctx, kind, name).await?;
+    Ok(single(StatusCode::OK, out, kind.kind, &pod))
+}
+
+/// Asks the pod's site to delete it; the pod is returned as it was.
+pub async fn delete(
+    ctx: &Ctx,
+    kind: &'static ResourceKind,
+    name: &str,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    read_body(body).await?;
+    let pod = find(ctx, kind, name).await?;
+    if !ctx.query.dry_run()? {
+        client(ctx)?
+            .delete_pod(&ctx.vc, name, pod_site(&pod), ctx.token()?)
+            .await?;
+    }
+    Ok(json_response(StatusCode::OK, &pod))
+}
+
+/// `GET …/pods/{name}/log`: the container's log as chunked text.
+pub async fn log(
+    ctx: &Ctx,
+    kind: &'static ResourceKind,
+    name: &str,
+) -> Result<Response, GatewayError> {
+    let pod = find(ctx, kind, name).await?;
+    let q = &ctx.query;
+    let tail_lines = match q.get("tailLines") {
+        Some(t) => t
+            .parse::<i64>()
+            .map_err(|_| GatewayError::BadRequest(format!("invalid tailLines {t:?}")))?,
+        None => -1,
+    };
+    let request = pb::StreamLogsRequest {
+        pod: name.to_owned(),
+        container: q.get("container").unwrap_or_default().to_owned(),
+        follow: q.flag("follow")?,
+        tail_lines,
+        timestamps: q.flag("timestamps")?,
+        site: pod_site(&pod).to_owned(),
+        ..Default::default()
+    };
+    let mut chunks = Box::pin(
+        client(ctx)?
+            .stream_logs(&ctx.vc, ctx.token()?, request)
+            .await?,
+    );
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
+    let watches = ctx.watches.clone();
+    tokio::spawn(async move {
+        loop {
+            let chunk = tokio::select! {
+                _ = watches.cancelled() => return,
+                _ = tx.closed() => return,
+                c = chunks.next() => c,
+            };
+            match chunk {
+                Some(Ok(data)) => {
+                    if tx.send(Ok(Bytes::from(data))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "pod log stream ended");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(response)
+}
+
+/// `GET …/pods?watch=true`: replication's `WatchPods`, as watch events.
+pub async fn watch(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, GatewayError> {
+    let params = WatchParams::parse(ctx)?;
+    let selectors = ctx.query.selectors()?;
+    let rv = ctx.query.get("resourceVersion").filter(|v| !v.is_empty());
+    let initial = matches!(
+        (params.send_initial_events, rv),
+        (Some(true), _) | (None, None | Some("0"))
+    );
+    let from = match rv {
+        Some(rv) if !initial => rv
+            .parse::<i64>()
+            .map_err(|_| GatewayError::BadRequest(format!("invalid resourceVersion {rv:?}")))?,
+        _ => 0,
+    };
+    // Without initial events and without a revision: from the newest.
+    let from = if !initial && from == 0 {
+        client(ctx)?.list_pods(&ctx.vc, ctx.token()?).await?.1
+    } else {
+        from
+    };
+    let stream = match client(ctx)?.watch_pods(&ctx.vc, ctx.token()?, from).await {
+        Ok(s) => s,
+        Err(e @ GatewayError::Gone(_)) => return Ok(super::watch::failed(&e)),
+        Err(e) => return Err(e),
+    };
+    let encoder = Encoder {
+        kind,
+        output: params.output,
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let watches = ctx.watches.clone();
+    let timeout = params.timeout.min(MAX_TIMEOUT);
+    let send_end = params.send_initial_events == Some(true) && params.allow_bookmarks;
+    let allow_bookmarks = params.allow_bookmarks;
+    tokio::spawn(async move {
+        let mut stream = Box::pin(stream);
+        // (site, name) → whether the watcher currently sees the pod.
+        let mut seen: HashMap<(String, String), bool> = HashMap::new();
+        // With from = 0 the stream starts with the current pods.
+        let mut in_initial = from == 0;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            let change = tokio::select! {
+                _ = watches.cancelled() => return,
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                c = stream.next() => c,
+            };
+            let bytes = match change {
+                None => return,
+                Some(Err(e)) => {
+                    let _ = tx.send(Ok(Encoder::error(&e))).await;
+                    return;
+                }
+                Some(Ok(PodChange::Bookmark(revision))) => {
+                    let end = std::mem::take(&mut in_initial);
+                    if !allow_bookmarks {
+                        continue;
+                    }
+                    encoder.bookmark(revision, end && send_end)
+                }
+                Some(Ok(PodChange::Upsert(mut pod, revision))) => {
+                    pod["metadata"]["resourceVersion"] = revision.to_string().into();
+                    let key = (pod_site(&pod).to_owned(), name_of(&pod).to_owned());
+                    let now = selectors.matches(&pod);
+                    let before = seen.insert(key, now).unwrap_or(false);
+                    let event = match (before, now) {
+                        (false, true) => "ADDED",
+                        (true, true) => "MODIFIED",
+                        (true, false) => "DELETED",
+                        (false, false) => continue,
+                    };
+                    if in_initial && !initial {
+                        continue;
+                    }
+                    encoder.event(event, &pod)
+                }
+                Some(Ok(PodChange::Delete(mut pod, revision))) => {
+                    pod["metadata"]["resourceVersion"] = revision.to_string().into();
+                    let key = (pod_site(&pod).to_owned(), name_of(&pod).to_owned());
+                    let before = seen.remove(&key).unwrap_or(false);
+                    if !before && !selectors.matches(&pod) {
+                        continue;
+                    }
+                    encoder.event("DELETED", &pod)
+                }
+            };
+            if tx.send(Ok(bytes)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(streaming_response(rx))
+}
