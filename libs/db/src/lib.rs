@@ -41,6 +41,17 @@ impl Scope {
 
 const MAX_ATTEMPTS: u32 = 5;
 
+/// Limits the rest of the current transaction on `conn` to `scope`'s rows
+/// (row-level security reads this setting). Used by [`Db::begin`], and to
+/// narrow or widen a transaction once it has found the tenant it works on.
+pub async fn set_scope(conn: &mut sqlx::PgConnection, scope: Scope) -> Result<(), DbError> {
+    sqlx::query("SELECT set_config('manifold.tenant', $1, true)")
+        .bind(scope.setting())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Owner of a service's pool.
 #[derive(Clone)]
 pub struct Db {
@@ -61,10 +72,7 @@ impl Db {
     /// which also commits, retries and records latency.
     pub async fn begin(&self, scope: Scope) -> Result<Tx, DbError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('manifold.tenant', $1, true)")
-            .bind(scope.setting())
-            .execute(&mut *tx)
-            .await?;
+        set_scope(&mut tx, scope).await?;
         Ok(tx)
     }
 

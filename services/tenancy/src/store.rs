@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use manifold_auth::Role;
-use manifold_db::{DbError, Tx, sqlx};
+use manifold_db::{DbError, Scope, Tx, sqlx};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -15,11 +15,7 @@ use crate::error::TenancyError;
 
 /// Narrows the rest of the transaction to one tenant's rows.
 pub async fn narrow(tx: &mut Tx, tenant_id: Uuid) -> Result<(), DbError> {
-    sqlx::query("SELECT set_config('manifold.tenant', $1, true)")
-        .bind(tenant_id.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    manifold_db::set_scope(tx, Scope::Tenant(tenant_id)).await
 }
 
 fn labels_of(v: serde_json::Value) -> HashMap<String, String> {
@@ -627,12 +623,4 @@ pub async fn lookup_token(
             .get::<Option<&str>, _>("tenant_state")
             .map(TenantState::parse),
     }))
-}
-
-/// Widens the transaction back to every tenant's rows (system-level lookups).
-pub async fn narrow_system(tx: &mut Tx) -> Result<(), DbError> {
-    sqlx::query("SELECT set_config('manifold.tenant', '*', true)")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }

@@ -222,7 +222,7 @@ impl pb::role_binding_service_server::RoleBindingService for RoleBindings {
                 };
                 // A system user bound in a tenant is looked up system-wide.
                 if user.tenant.is_none() {
-                    store::narrow_system(tx).await?;
+                    manifold_db::set_scope(tx, Scope::System).await?;
                 }
                 let u = store::get_user(tx, &user).await?;
                 if let Some(t) = &t {

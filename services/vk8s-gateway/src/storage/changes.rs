@@ -163,9 +163,7 @@ impl Snapshot {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("SELECT set_config('manifold.tenant', '*', true)")
-            .execute(&mut *tx)
-            .await?;
+        manifold_db::set_scope(&mut tx, manifold_db::Scope::System).await?;
         let revision: i64 = sqlx::query("SELECT value FROM vk8s.revision")
             .fetch_one(&mut *tx)
             .await?
