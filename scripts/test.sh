@@ -44,6 +44,10 @@ export MANIFOLD_TOOLS_BIN="$root/.tools/bin"
 export PATH="$MANIFOLD_TOOLS_BIN:$PATH"
 log "DATABASE_URL=$DATABASE_URL MANIFOLD_TOOLS_BIN=$MANIFOLD_TOOLS_BIN"
 
+# Tests run some binaries as real processes (a service killed with SIGKILL,
+# the CLIs): build them first; the harness finds them in target/debug.
+cargo build --workspace --bins
+
 rc=0
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@" || rc=$?

@@ -13,6 +13,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+pub mod process;
+pub use process::{Service, binary, free_port, wait_for_port};
+
 /// The Postgres server the tests use (`make test` starts one and exports it).
 pub fn server_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| {

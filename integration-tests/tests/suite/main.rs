@@ -1,6 +1,7 @@
 //! The one integration test binary: every end-to-end test, against real
 //! Postgres and the real clients.
 
+mod faults;
 mod grpcurl;
 mod kube_client;
 mod kubectl;

@@ -51,7 +51,7 @@ spec:
 
 /// Tenant `acme`, namespace `shop`, virtual site `all-edges` (env=edge) and
 /// vK8s `demo` spanning it; returns a kubeconfig for `demo`.
-async fn scenario(ch: &Channel, admin: &str, dir: &Path) -> PathBuf {
+pub(crate) async fn scenario(ch: &Channel, admin: &str, dir: &Path) -> PathBuf {
     tpb::tenant_service_client::TenantServiceClient::new(ch.clone())
         .create_tenant(authed(
             admin,
@@ -177,26 +177,26 @@ async fn kubectl(
     }
 }
 
-struct Kube {
-    home: PathBuf,
-    config: PathBuf,
+pub(crate) struct Kube {
+    pub home: PathBuf,
+    pub config: PathBuf,
 }
 
 impl Kube {
-    async fn ok(&self, args: &[&str]) -> String {
+    pub async fn ok(&self, args: &[&str]) -> String {
         kubectl(&self.home, &self.config, args, None)
             .await
             .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
     }
 
-    async fn apply(&self, yaml: &str) {
+    pub async fn apply(&self, yaml: &str) {
         kubectl(&self.home, &self.config, &["apply", "-f", "-"], Some(yaml))
             .await
             .unwrap_or_else(|e| panic!("kubectl apply: {e}"));
     }
 
     /// Running pods (JSON) by site.
-    async fn running_by_site(&self) -> BTreeMap<String, Vec<Value>> {
+    pub async fn running_by_site(&self) -> BTreeMap<String, Vec<Value>> {
         let text = self.ok(&["get", "pods", "-o", "json"]).await;
         let list: Value = serde_json::from_str(&text).expect("pod list JSON");
         let mut by_site: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -213,7 +213,7 @@ impl Kube {
     }
 
     /// Waits until exactly `sites` run `n` Running pods each and `extra` holds.
-    async fn wait_pods(
+    pub async fn wait_pods(
         &self,
         sites: &[&str],
         n: usize,

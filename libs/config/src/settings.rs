@@ -22,6 +22,8 @@ pub struct Settings {
     pub telemetry: Telemetry,
     pub vk8s: Vk8s,
     pub sites: Sites,
+    pub serve: Serve,
+    pub upstream: Upstream,
 }
 
 impl Default for Settings {
@@ -37,6 +39,8 @@ impl Default for Settings {
             telemetry: Telemetry::default(),
             vk8s: Vk8s::default(),
             sites: Sites::default(),
+            serve: Serve::default(),
+            upstream: Upstream::default(),
         }
     }
 }
@@ -267,6 +271,63 @@ impl Default for Sites {
 impl Sites {
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+}
+
+/// The control-plane services a process can run.
+pub const SERVICES: [&str; 4] = ["tenancy", "sites", "gateway", "replication"];
+
+/// Which services this process runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Serve {
+    /// A subset of [`SERVICES`]; all of them by default (the all-in-one).
+    /// `MANIFOLD__SERVE__SERVICES=gateway,replication` takes a comma list.
+    #[serde(deserialize_with = "string_or_list")]
+    pub services: Vec<String>,
+    /// This process's gRPC URL as its peers reach it (replication forwards
+    /// log streams to the replica holding a site's stream). Default:
+    /// `https://<grpc.listen>` with loopback for an unspecified address.
+    pub advertise_url: String,
+}
+
+impl Default for Serve {
+    fn default() -> Self {
+        Self {
+            services: SERVICES.iter().map(|s| (*s).to_owned()).collect(),
+            advertise_url: String::new(),
+        }
+    }
+}
+
+impl Serve {
+    pub fn runs(&self, service: &str) -> bool {
+        self.services.iter().any(|s| s == service)
+    }
+}
+
+/// Where the services this process does not run are reached (`https://host:port`,
+/// trusted through the control-plane CA). Empty: this process's own listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upstream {
+    pub tenancy: String,
+    pub sites: String,
+    pub gateway: String,
+    pub replication: String,
+}
+
+impl Upstream {
+    /// The URL configured for `service` (one of [`SERVICES`]), if any.
+    pub fn url(&self, service: &str) -> Option<&str> {
+        let url = match service {
+            "tenancy" => &self.tenancy,
+            "sites" => &self.sites,
+            "gateway" => &self.gateway,
+            "replication" => &self.replication,
+            _ => return None,
+        };
+        (!url.trim().is_empty()).then_some(url.trim())
     }
 }
 

@@ -245,3 +245,47 @@ fn secrets_never_print() {
     .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+#[test]
+fn services_and_upstreams_split_a_deployment() {
+    let s = load_from(None, &[], &env(&[("DATABASE_URL", URL)])).unwrap();
+    assert!(SERVICES.iter().all(|name| s.serve.runs(name)));
+    assert_eq!(s.upstream.url("tenancy"), None);
+
+    let s = load_from(
+        None,
+        &[],
+        &env(&[
+            ("DATABASE_URL", URL),
+            ("MANIFOLD__SERVE__SERVICES", "gateway, replication"),
+            ("MANIFOLD__UPSTREAM__TENANCY", "https://tenancy:7443"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.serve.services, vec!["gateway", "replication"]);
+    assert!(!s.serve.runs("tenancy"));
+    assert_eq!(s.upstream.url("tenancy"), Some("https://tenancy:7443"));
+
+    let err = load_from(
+        None,
+        &[("serve.services", "gateway,sitez".into())],
+        &env(&[("DATABASE_URL", URL)]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("serve.services") && err.contains("sitez") && err.contains("replication"),
+        "{err}"
+    );
+    let err = load_from(
+        None,
+        &[("upstream.sites", "http://sites:7443".into())],
+        &env(&[("DATABASE_URL", URL)]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("upstream.sites") && err.contains("https://"),
+        "{err}"
+    );
+}

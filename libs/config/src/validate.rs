@@ -93,6 +93,34 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if self.serve.services.is_empty() {
+            return Err(ConfigError::invalid(
+                "serve.services",
+                format!("must name at least one of {}", crate::SERVICES.join(", ")),
+            ));
+        }
+        if let Some(unknown) = self
+            .serve
+            .services
+            .iter()
+            .find(|s| !crate::SERVICES.contains(&s.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                "serve.services",
+                format!(
+                    "unknown service {unknown:?}; choose from {}",
+                    crate::SERVICES.join(", ")
+                ),
+            ));
+        }
+        if !self.serve.advertise_url.trim().is_empty() {
+            https_url("serve.advertise_url", self.serve.advertise_url.trim())?;
+        }
+        for service in crate::SERVICES {
+            if let Some(url) = self.upstream.url(service) {
+                https_url(&format!("upstream.{service}"), url)?;
+            }
+        }
         Ok(())
     }
 }

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 /// A running control plane.
 pub struct Running {
     pub grpc_addr: SocketAddr,
-    /// The Kubernetes API of the vK8s gateway.
+    /// The Kubernetes API of the vK8s gateway (bound only where the gateway
+    /// runs; otherwise the configured, unbound address).
     pub kube_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub tls: TlsMaterial,
@@ -71,6 +72,51 @@ fn loopback(addr: SocketAddr) -> SocketAddr {
     own
 }
 
+/// A TLS channel to another control-plane process at `url`, trusting the
+/// control-plane CA (the server name is the URL's host).
+fn remote_channel(url: &str, ca_pem: &str) -> Result<tonic::transport::Channel, ServeError> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| ServeError::Io(std::io::Error::other(format!("{url}: {e}"))))?
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem)),
+        )?
+        .connect_lazy())
+}
+
+/// Every service this process runs must reach the ones it depends on:
+/// here, or at a configured upstream.
+fn check_upstreams(settings: &Settings, options: &StartOptions) -> Result<(), ServeError> {
+    const NEEDS: [(&str, &[&str]); 3] = [
+        ("sites", &["tenancy"]),
+        ("gateway", &["tenancy", "replication"]),
+        ("replication", &["tenancy", "sites", "gateway"]),
+    ];
+    let serve = &settings.serve;
+    for (service, needs) in NEEDS {
+        if !serve.runs(service) {
+            continue;
+        }
+        for need in needs {
+            if !serve.runs(need) && settings.upstream.url(need).is_none() {
+                return Err(ServeError::Io(std::io::Error::other(format!(
+                    "{service} needs {need}: set upstream.{need} (MANIFOLD__UPSTREAM__{}) \
+                     to its https:// URL, or add {need} to serve.services",
+                    need.to_uppercase()
+                ))));
+            }
+        }
+    }
+    let sites_here = serve.runs("sites") && serve.runs("replication");
+    if !options.simulated_sites.is_empty() && !sites_here {
+        return Err(ServeError::Io(std::io::Error::other(
+            "simulated sites need the sites and replication services in this process \
+             (serve.services)",
+        )));
+    }
+    Ok(())
+}
+
 fn own_channel(addr: SocketAddr, ca_pem: &str) -> Result<tonic::transport::Channel, ServeError> {
     let own = loopback(addr);
     Ok(
@@ -83,6 +129,13 @@ fn own_channel(addr: SocketAddr, ca_pem: &str) -> Result<tonic::transport::Chann
             )?
             .connect_lazy(),
     )
+}
+
+/// Runs the database migrations of every service and returns (the
+/// `manifold migrate` step of an upgrade; `start` also migrates).
+pub async fn migrate(settings: &Settings) -> Result<(), ServeError> {
+    let metrics = Metrics::new();
+    connect_db(settings, &metrics).await.map(drop)
 }
 
 /// Starts every service. Listeners are bound before anything is served, so a
@@ -101,6 +154,11 @@ pub struct StartOptions {
 }
 
 /// [`start`], plus simulated sites.
+///
+/// `settings.serve.services` picks the services this process runs (all of
+/// them by default); the others are reached at `settings.upstream.*`.
+/// Tokens are checked against the shared tenancy tables in every process,
+/// so a process without the tenancy service still authenticates its callers.
 pub async fn start_with(
     mut settings: Settings,
     options: StartOptions,
@@ -108,44 +166,60 @@ pub async fn start_with(
     manifold_pki::install_default_crypto_provider();
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
+    let runs = |service: &str| settings.serve.runs(service);
+    check_upstreams(&settings, &options)?;
 
     let grpc_listener = bind(settings.grpc.listen).await?;
-    let kube_listener = bind(settings.kube_api.listen).await?;
-    let kube_addr = kube_listener.local_addr()?;
-    if settings.kube_api.listen.port() == 0 {
-        // An ephemeral port: kubeconfigs must name the one actually bound.
-        settings.kube_api.public_url = format!("https://{kube_addr}");
-    }
-    settings.kube_api.listen = kube_addr;
+    let kube_listener = if runs("gateway") {
+        let listener = bind(settings.kube_api.listen).await?;
+        let kube_addr = listener.local_addr()?;
+        if settings.kube_api.listen.port() == 0 {
+            // An ephemeral port: kubeconfigs must name the one actually bound.
+            settings.kube_api.public_url = format!("https://{kube_addr}");
+        }
+        settings.kube_api.listen = kube_addr;
+        Some(listener)
+    } else {
+        None
+    };
+    let kube_addr = settings.kube_api.listen;
     let admin_listener = bind(settings.admin.listen).await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     settings.grpc.listen = grpc_addr;
     settings.admin.listen = admin_addr;
+    let runs = |service: &str| settings.serve.runs(service);
 
     std::fs::create_dir_all(&settings.data_dir)?;
     let tls = TlsMaterial::load_or_create(&settings)?;
     let db = connect_db(&settings, &metrics).await?;
+    // A channel to `service`: its configured upstream, or this process.
+    let upstream = |service: &str| match settings.upstream.url(service) {
+        Some(url) if !runs(service) => remote_channel(url, &tls.ca_pem),
+        _ => own_channel(grpc_addr, &tls.ca_pem),
+    };
 
     let tenancy = Tenancy::new(db.clone(), settings.auth.cache_ttl());
-    tenancy
-        .bootstrap(&settings.bootstrap_token_file())
-        .await
-        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
-
     let mut grpc = GrpcServer::new();
-    grpc.mount(
-        |routes| tenancy.add_to(routes),
-        manifold_tenancy::SERVICE_NAMES,
-        manifold_tenancy::PUBLIC_PATHS,
-    );
+    if runs("tenancy") {
+        tenancy
+            .bootstrap(&settings.bootstrap_token_file())
+            .await
+            .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
+        grpc.mount(
+            |routes| tenancy.add_to(routes),
+            manifold_tenancy::SERVICE_NAMES,
+            manifold_tenancy::PUBLIC_PATHS,
+        );
+    }
 
     let shutdown = CancellationToken::new();
 
     // ---- site registry (manifold.sites.v1) ----
-    // Tenancy is reached over gRPC, as from any other process: this server's
-    // own listener, trusting the control-plane CA.
-    let tenancy_channel = own_channel(grpc_addr, &tls.ca_pem)?;
+    // Tenancy is reached over gRPC, as from any other process. The registry
+    // is also built where only replication runs: it verifies and renews
+    // agent certificates there, from the shared tables, without a hop.
+    let tenancy_channel = upstream("tenancy")?;
     let site_registry = manifold_site_registry::SiteRegistry::new(
         db.clone(),
         tenancy_channel.clone(),
@@ -157,38 +231,45 @@ pub async fn start_with(
             ..Default::default()
         },
     );
-    grpc.mount(
-        |routes| site_registry.add_to(routes),
-        manifold_site_registry::SERVICE_NAMES,
-        manifold_site_registry::PUBLIC_PATHS,
-    );
+    if runs("sites") {
+        grpc.mount(
+            |routes| site_registry.add_to(routes),
+            manifold_site_registry::SERVICE_NAMES,
+            manifold_site_registry::PUBLIC_PATHS,
+        );
+    }
     // ---- end site registry ----
 
     // ---- vK8s gateway (manifold.vk8s.v1 + the Kubernetes API) ----
-    let gateway = manifold_vk8s_gateway::Gateway::new(
-        db.clone(),
-        tenancy_channel.clone(),
-        tenancy.authenticator(),
-        manifold_vk8s_gateway::GatewayConfig {
-            log_retention_revisions: settings.vk8s.log_retention_revisions,
-            compaction_interval: settings.vk8s.compaction_interval(),
-            ..manifold_vk8s_gateway::GatewayConfig::new(
-                settings.kube_api.public_url.clone(),
-                tls.ca_pem.clone(),
-            )
-        },
-    )
-    .await
-    .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?
-    // Observed state (pods, per-site status, logs) from ReplicationService
-    // on this process's own listener, called with each user's token.
-    .with_replication(own_channel(grpc_addr, &tls.ca_pem)?)
-    .with_metrics(metrics.clone());
-    grpc.mount(
-        |routes| gateway.add_to(routes),
-        manifold_vk8s_gateway::Gateway::SERVICE_NAMES,
-        &[],
-    );
+    let gateway = if runs("gateway") {
+        let gateway = manifold_vk8s_gateway::Gateway::new(
+            db.clone(),
+            tenancy_channel.clone(),
+            tenancy.authenticator(),
+            manifold_vk8s_gateway::GatewayConfig {
+                log_retention_revisions: settings.vk8s.log_retention_revisions,
+                compaction_interval: settings.vk8s.compaction_interval(),
+                ..manifold_vk8s_gateway::GatewayConfig::new(
+                    settings.kube_api.public_url.clone(),
+                    tls.ca_pem.clone(),
+                )
+            },
+        )
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?
+        // Observed state (pods, per-site status, logs) from ReplicationService,
+        // called with each user's own token.
+        .with_replication(upstream("replication")?)
+        .with_metrics(metrics.clone());
+        grpc.mount(
+            |routes| gateway.add_to(routes),
+            manifold_vk8s_gateway::Gateway::SERVICE_NAMES,
+            &[],
+        );
+        Some(gateway)
+    } else {
+        None
+    };
     // ---- end vK8s gateway ----
 
     // ---- replication (manifold.replication.v1: agents' streams, observed state) ----
@@ -198,19 +279,34 @@ pub async fn start_with(
         .service_token("replication")
         .await
         .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
-    let replication = {
+    let replication = if runs("replication") {
         let mut config = manifold_replication::ReplicationConfig::new(internal_token.clone());
         config.site_authority = Some(Arc::new(site_registry.clone()));
         config.heartbeat_timeout = settings.sites.heartbeat_timeout();
-        config.advertise_url = Some(format!("https://{grpc_addr}"));
+        config.advertise_url = Some(if settings.serve.advertise_url.trim().is_empty() {
+            format!("https://{}", loopback(grpc_addr))
+        } else {
+            settings.serve.advertise_url.trim().to_owned()
+        });
         config.peer_ca_pem = Some(tls.ca_pem.clone());
-        manifold_replication::Replication::new(db.clone(), tenancy_channel.clone(), config)
+        let replication = manifold_replication::Replication::with_upstreams(
+            db.clone(),
+            manifold_replication::UpstreamChannels {
+                gateway: upstream("gateway")?,
+                sites: upstream("sites")?,
+                tenancy: tenancy_channel.clone(),
+            },
+            config,
+        );
+        grpc.mount(
+            |routes| replication.add_to(routes),
+            manifold_replication::SERVICE_NAMES,
+            manifold_replication::PUBLIC_PATHS,
+        );
+        Some(replication)
+    } else {
+        None
     };
-    grpc.mount(
-        |routes| replication.add_to(routes),
-        manifold_replication::SERVICE_NAMES,
-        manifold_replication::PUBLIC_PATHS,
-    );
     // ---- end replication ----
 
     let mut tasks = JoinSet::new();
@@ -238,10 +334,9 @@ pub async fn start_with(
             .map_err(ServeError::from)
         });
     }
-    {
+    if let (Some(gateway), Some(kube_listener)) = (gateway, kube_listener) {
         let token = shutdown.clone();
         let kube_tls = manifold_pki::server_config(&tls.identity, None, &[b"h2", b"http/1.1"])?;
-        let gateway = gateway.clone();
         let background = gateway.spawn_background(shutdown.clone());
         tasks.spawn(async move {
             let served = gateway
@@ -255,7 +350,7 @@ pub async fn start_with(
             served.map_err(ServeError::from)
         });
     }
-    {
+    if let Some(replication) = &replication {
         let background = replication.spawn_background(shutdown.clone());
         tasks.spawn(async move {
             let _ = background.await;
@@ -270,7 +365,7 @@ pub async fn start_with(
             tls.ca_pem.clone(),
         );
         let fleet = manifold_site_agent::start_simulated_sites(
-            tenancy_channel.clone(),
+            own_channel(grpc_addr, &tls.ca_pem)?,
             &internal_token,
             &base,
             options

@@ -18,8 +18,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every control-plane service until SIGINT/SIGTERM.
+    /// Run the control-plane services (all of them by default) until
+    /// SIGINT/SIGTERM.
     Serve(ServeArgs),
+    /// Apply the database migrations and exit (run once per upgrade, e.g. as
+    /// a Helm hook Job, before new replicas start).
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args)]
+struct MigrateArgs {
+    /// TOML settings file (then MANIFOLD__SECTION__KEY variables override it).
+    #[arg(long, env = "MANIFOLD_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -33,6 +44,11 @@ struct ServeArgs {
     /// gRPC listen address (all services, TLS).
     #[arg(long)]
     grpc_listen: Option<String>,
+    /// Run only these services (comma-separated: tenancy, sites, gateway,
+    /// replication); reach the others at upstream.<service> (e.g.
+    /// MANIFOLD__UPSTREAM__TENANCY=https://tenancy:8443). Default: all.
+    #[arg(long, value_name = "LIST")]
+    services: Option<String>,
     /// Create (idempotently) the reference scenario: tenant acme, namespace
     /// shop, vK8s demo, and its kubeconfig in the data directory.
     #[arg(long)]
@@ -60,7 +76,24 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Migrate(args) => migrate(args),
     }
+}
+
+fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let settings =
+        manifold_config::load_with(args.config.as_deref(), &[]).context("invalid settings")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let _telemetry =
+            manifold_telemetry::init_from_settings("manifold-migrate", &settings.telemetry)
+                .context("initialising telemetry")?;
+        manifold::migrate(&settings)
+            .await
+            .context("migrating the database")?;
+        println!("database migrated");
+        Ok(())
+    })
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -71,11 +104,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = &args.grpc_listen {
         overrides.push(("grpc.listen", listen.clone()));
     }
+    if let Some(services) = &args.services {
+        overrides.push(("serve.services", services.clone()));
+    }
     let settings = manifold_config::load_with(args.config.as_deref(), &overrides)
         .context("invalid settings")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let _telemetry = manifold_telemetry::init_from_settings("manifold", &settings.telemetry)
+        // One service name per deployment shape, so traces show which
+        // process a span came from (OTEL_SERVICE_NAME overrides it).
+        let service_name = if settings.serve.services.len() == manifold_config::SERVICES.len() {
+            "manifold".to_owned()
+        } else {
+            format!("manifold-{}", settings.serve.services.join("-"))
+        };
+        let _telemetry = manifold_telemetry::init_from_settings(&service_name, &settings.telemetry)
             .context("initialising telemetry")?;
         let options = manifold::StartOptions {
             simulated_sites: args

@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ReplicationError;
+pub use upstream::UpstreamChannels;
 pub use upstream::authority::{AuthorityError, GrpcAuthority, Renewed, SiteAuthority};
 
 /// Paths the auth layer lets through without a bearer token: the agents'
@@ -165,10 +166,13 @@ impl Replication {
         control_plane: tonic::transport::Channel,
         config: ReplicationConfig,
     ) -> Self {
-        let upstream = Arc::new(upstream::Upstream::new(
-            control_plane,
-            &config.internal_token,
-        ));
+        Self::with_upstreams(db, UpstreamChannels::all(control_plane), config)
+    }
+
+    /// [`Replication::new`] with the gateway, site registry and tenancy
+    /// behind separate channels (services deployed apart).
+    pub fn with_upstreams(db: Db, upstreams: UpstreamChannels, config: ReplicationConfig) -> Self {
+        let upstream = Arc::new(upstream::Upstream::new(upstreams, &config.internal_token));
         let authority: Arc<dyn SiteAuthority> = match &config.site_authority {
             Some(a) => a.clone(),
             None => Arc::new(GrpcAuthority(upstream.clone())),

@@ -15,16 +15,42 @@ use crate::error::ReplicationError;
 /// Snapshot chunks carry up to 500 whole objects.
 const MAX_FEED_MESSAGE: usize = 256 * 1024 * 1024;
 
+/// Where replication reaches the other control-plane services.
+#[derive(Clone, Debug)]
+pub struct UpstreamChannels {
+    pub gateway: Channel,
+    pub sites: Channel,
+    pub tenancy: Channel,
+}
+
+impl UpstreamChannels {
+    /// Every service behind one channel (the all-in-one process).
+    pub fn all(channel: Channel) -> Self {
+        Self {
+            gateway: channel.clone(),
+            sites: channel.clone(),
+            tenancy: channel,
+        }
+    }
+}
+
 /// The control plane as seen from replication.
 #[derive(Clone)]
 pub struct Upstream {
-    channel: Channel,
+    /// The gateway (ObjectFeed, VirtualClusterService).
+    gateway: Channel,
+    /// The site registry (virtual sites, certificate checks).
+    sites: Channel,
+    /// Tenancy (tenant uids).
+    tenancy: Channel,
     bearer: Option<MetadataValue<tonic::metadata::Ascii>>,
     tenant_ids: moka::future::Cache<String, Uuid>,
 }
 
 impl Upstream {
-    pub fn new(channel: Channel, internal_token: &str) -> Self {
+    /// One channel per upstream service; in the all-in-one process they are
+    /// all the same listener.
+    pub fn new(channels: UpstreamChannels, internal_token: &str) -> Self {
         let bearer = format!("Bearer {internal_token}").parse().ok();
         if bearer.is_none() {
             tracing::error!(
@@ -32,7 +58,9 @@ impl Upstream {
             );
         }
         Self {
-            channel,
+            gateway: channels.gateway,
+            sites: channels.sites,
+            tenancy: channels.tenancy,
             bearer,
             tenant_ids: moka::future::Cache::builder()
                 .max_capacity(100_000)
@@ -51,26 +79,26 @@ impl Upstream {
     }
 
     pub fn feed(&self) -> vk8s::object_feed_client::ObjectFeedClient<Channel> {
-        vk8s::object_feed_client::ObjectFeedClient::new(self.channel.clone())
+        vk8s::object_feed_client::ObjectFeedClient::new(self.gateway.clone())
             .max_decoding_message_size(MAX_FEED_MESSAGE)
     }
 
     pub fn clusters(
         &self,
     ) -> vk8s::virtual_cluster_service_client::VirtualClusterServiceClient<Channel> {
-        vk8s::virtual_cluster_service_client::VirtualClusterServiceClient::new(self.channel.clone())
+        vk8s::virtual_cluster_service_client::VirtualClusterServiceClient::new(self.gateway.clone())
     }
 
     pub fn virtual_sites(
         &self,
     ) -> sites::virtual_site_service_client::VirtualSiteServiceClient<Channel> {
-        sites::virtual_site_service_client::VirtualSiteServiceClient::new(self.channel.clone())
+        sites::virtual_site_service_client::VirtualSiteServiceClient::new(self.sites.clone())
     }
 
     pub fn registration(
         &self,
     ) -> sites::registration_service_client::RegistrationServiceClient<Channel> {
-        sites::registration_service_client::RegistrationServiceClient::new(self.channel.clone())
+        sites::registration_service_client::RegistrationServiceClient::new(self.sites.clone())
     }
 
     /// The uid of tenant `tenant` (`acme`): rows of the `replication` schema
@@ -80,7 +108,7 @@ impl Upstream {
             return Ok(id);
         }
         let name = format!("tenants/{tenant}");
-        let reply = tenancy::tenant_service_client::TenantServiceClient::new(self.channel.clone())
+        let reply = tenancy::tenant_service_client::TenantServiceClient::new(self.tenancy.clone())
             .get_tenant(self.request(tenancy::GetTenantRequest { name: name.clone() }))
             .await
             .map_err(|s| match s.code() {
