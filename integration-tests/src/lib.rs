@@ -14,7 +14,9 @@ use anyhow::{Context, Result, bail};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 pub mod process;
+pub mod proxy;
 pub use process::{Service, binary, free_port, wait_for_port};
+pub use proxy::Balancer;
 
 /// The Postgres server the tests use (`make test` starts one and exports it).
 pub fn server_url() -> String {
@@ -146,6 +148,43 @@ impl TestApp {
         let url = self.database_url.clone();
         let dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir()?);
         Self::start(url, dir).await
+    }
+
+    /// `manifold serve --services <services>` as its own process on
+    /// 127.0.0.1:`grpc_port`, sharing this control plane's database and data
+    /// directory (its CA and server certificate); `env` adds settings such as
+    /// `MANIFOLD__UPSTREAM__*`. Logs go to `log`.
+    pub fn start_service(
+        &self,
+        services: &str,
+        grpc_port: u16,
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Result<Service> {
+        let mut all = vec![
+            ("DATABASE_URL", self.database_url.clone()),
+            ("MANIFOLD__DATABASE__MAX_CONNECTIONS", "10".into()),
+            (
+                "MANIFOLD__DATA_DIR",
+                self.data_dir.path().display().to_string(),
+            ),
+            ("MANIFOLD__GRPC__LISTEN", format!("127.0.0.1:{grpc_port}")),
+            ("MANIFOLD__ADMIN__LISTEN", "127.0.0.1:0".into()),
+            ("MANIFOLD__AUTH__CACHE_TTL_SECS", "1".into()),
+            ("RUST_LOG", "warn".into()),
+        ];
+        all.extend(env.iter().cloned());
+        Service::start(
+            &binary("manifold")?,
+            &["serve", "--services", services],
+            &all,
+            log,
+        )
+    }
+
+    /// This control plane's gRPC URL, for other processes' `upstream.*`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.grpc_addr.port())
     }
 
     pub fn ca_file(&self) -> PathBuf {

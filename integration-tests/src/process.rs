@@ -18,12 +18,20 @@ use anyhow::{Context, Result, bail};
 pub fn binary(name: &str) -> Result<PathBuf> {
     let dir = match std::env::var_os("MANIFOLD_BIN_DIR") {
         Some(dir) => PathBuf::from(dir),
-        // target/<profile>/deps/suite-<hash> → target/<profile>
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(Path::parent)
-            .context("locating the target directory from the test executable")?
-            .to_owned(),
+        // target/<profile>/deps/suite-<hash> (a test) or
+        // target/<profile>/manifold-load (a tool) → target/<profile>
+        None => {
+            let exe = std::env::current_exe()?;
+            let parent = exe.parent().context("locating the target directory")?;
+            if parent.ends_with("deps") {
+                parent
+                    .parent()
+                    .context("locating the target directory")?
+                    .to_owned()
+            } else {
+                parent.to_owned()
+            }
+        }
     };
     let path = dir.join(name);
     if !path.is_file() {
@@ -79,6 +87,11 @@ impl Service {
             .await
             .context("the killed process did not exit")??;
         Ok(())
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Whether the process has exited.

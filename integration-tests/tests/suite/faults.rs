@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use manifold_integration_tests::{Service, TestApp, binary, free_port, wait_for_port};
+use manifold_integration_tests::{Service, TestApp, free_port, wait_for_port};
 use manifold_site_agent::{AgentConfig, Fleet, SimulatedOptions, SimulatedSite};
 use tokio_util::sync::CancellationToken;
 
@@ -63,24 +63,14 @@ data:
 /// The replication service as its own process on `port`, sharing the test
 /// control plane's database and CA, calling it for everything else.
 fn start_replication(app: &TestApp, port: u16, log: &std::path::Path) -> Service {
-    let upstream = format!("https://127.0.0.1:{}", app.grpc_addr.port());
-    Service::start(
-        &binary("manifold").expect("the manifold binary"),
-        &["serve", "--services", "replication"],
+    app.start_service(
+        "replication",
+        port,
         &[
-            ("DATABASE_URL", app.database_url.clone()),
-            ("MANIFOLD__DATABASE__MAX_CONNECTIONS", "10".into()),
-            (
-                "MANIFOLD__DATA_DIR",
-                app.data_dir.path().display().to_string(),
-            ),
-            ("MANIFOLD__GRPC__LISTEN", format!("127.0.0.1:{port}")),
-            ("MANIFOLD__ADMIN__LISTEN", "127.0.0.1:0".into()),
-            ("MANIFOLD__UPSTREAM__TENANCY", upstream.clone()),
-            ("MANIFOLD__UPSTREAM__SITES", upstream.clone()),
-            ("MANIFOLD__UPSTREAM__GATEWAY", upstream),
+            ("MANIFOLD__UPSTREAM__TENANCY", app.url()),
+            ("MANIFOLD__UPSTREAM__SITES", app.url()),
+            ("MANIFOLD__UPSTREAM__GATEWAY", app.url()),
             ("MANIFOLD__SITES__HEARTBEAT_TIMEOUT_SECS", "5".into()),
-            ("RUST_LOG", "warn".into()),
         ],
         log,
     )

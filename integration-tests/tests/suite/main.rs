@@ -3,8 +3,10 @@
 
 mod faults;
 mod grpcurl;
+mod helm;
 mod kube_client;
 mod kubectl;
+mod multi_replica;
 mod reference;
 mod replication;
 mod rls;

@@ -52,6 +52,17 @@ spec:
 /// Tenant `acme`, namespace `shop`, virtual site `all-edges` (env=edge) and
 /// vK8s `demo` spanning it; returns a kubeconfig for `demo`.
 pub(crate) async fn scenario(ch: &Channel, admin: &str, dir: &Path) -> PathBuf {
+    scenario_split(ch, ch, admin, dir).await
+}
+
+/// [`scenario`] with tenancy and the site registry behind `ch` and the
+/// gateway behind `gateway` (services deployed apart).
+pub(crate) async fn scenario_split(
+    ch: &Channel,
+    gateway: &Channel,
+    admin: &str,
+    dir: &Path,
+) -> PathBuf {
     tpb::tenant_service_client::TenantServiceClient::new(ch.clone())
         .create_tenant(authed(
             admin,
@@ -87,7 +98,7 @@ pub(crate) async fn scenario(ch: &Channel, admin: &str, dir: &Path) -> PathBuf {
         ))
         .await
         .expect("virtual site");
-    vpb::virtual_cluster_service_client::VirtualClusterServiceClient::new(ch.clone())
+    vpb::virtual_cluster_service_client::VirtualClusterServiceClient::new(gateway.clone())
         .create_virtual_cluster(authed(
             admin,
             vpb::CreateVirtualClusterRequest {
@@ -101,7 +112,7 @@ pub(crate) async fn scenario(ch: &Channel, admin: &str, dir: &Path) -> PathBuf {
         ))
         .await
         .expect("virtual cluster");
-    let k = vpb::virtual_cluster_service_client::VirtualClusterServiceClient::new(ch.clone())
+    let k = vpb::virtual_cluster_service_client::VirtualClusterServiceClient::new(gateway.clone())
         .get_kubeconfig(authed(
             admin,
             vpb::GetKubeconfigRequest {

@@ -326,10 +326,25 @@ pub async fn start_with(
         let token = shutdown.clone();
         let metrics = metrics.clone();
         let ready = ready.clone();
+        // Plain HTTP on loopback (a laptop, `make run`); TLS with the server
+        // identity anywhere else (a pod's 0.0.0.0, probed by the kubelet).
+        let admin_tls = if admin_addr.ip().is_loopback() {
+            None
+        } else {
+            Some(manifold_pki::server_config(
+                &tls.identity,
+                None,
+                &[b"http/1.1"],
+            )?)
+        };
         tasks.spawn(async move {
-            manifold_telemetry::serve_admin_on(admin_listener, metrics, ready, None, async move {
-                token.cancelled().await
-            })
+            manifold_telemetry::serve_admin_on(
+                admin_listener,
+                metrics,
+                ready,
+                admin_tls,
+                async move { token.cancelled().await },
+            )
             .await
             .map_err(ServeError::from)
         });
