@@ -433,6 +433,27 @@ async fn namespaces_users_bindings_tokens() {
         .await;
     assert_eq!(code(misfit), Code::InvalidArgument);
 
+    // An operator (a system user) can be bound inside a tenant too.
+    let operator = c
+        .bindings
+        .create_role_binding(authed(
+            &admin,
+            CreateRoleBindingRequest {
+                parent: "tenants/acme".into(),
+                role_binding_id: "operator".into(),
+                role_binding: Some(RoleBinding {
+                    role: Role::TenantAdmin as i32,
+                    user: "users/admin".into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("a system user bound in a tenant")
+        .into_inner();
+    assert_eq!(operator.name, "tenants/acme/roleBindings/operator");
+    assert_eq!(operator.user, "users/admin");
+
     // Tokens: list shows metadata only; the user can mint its own.
     let own = c
         .tokens

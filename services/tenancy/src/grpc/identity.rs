@@ -225,7 +225,10 @@ impl pb::role_binding_service_server::RoleBindingService for RoleBindings {
                     manifold_db::set_scope(tx, Scope::System).await?;
                 }
                 let u = store::get_user(tx, &user).await?;
-                if let Some(t) = &t {
+                // Narrow to the tenant for the write, except for a system
+                // user: its row is invisible in a tenant's scope, so the
+                // binding's read-back (which names the user) would miss.
+                if let (Some(t), Some(_)) = (&t, &user.tenant) {
                     store::narrow(tx, t.id).await?;
                 }
                 store::insert_binding(
