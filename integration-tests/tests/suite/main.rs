@@ -1,16 +1,20 @@
 //! The one integration test binary: every end-to-end test, against real
 //! Postgres and the real clients.
 
+mod audit;
 mod faults;
 mod grpcurl;
 mod helm;
 mod kube_client;
 mod kubectl;
+mod mfctl;
 mod multi_replica;
+mod observability;
 mod reference;
 mod replication;
 mod rls;
 mod site_agent;
 mod sites;
 mod tenancy;
+mod terraform;
 mod vk8s_grpc;

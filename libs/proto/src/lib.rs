@@ -1,4 +1,4 @@
-//! Generated code for Manifold's four gRPC packages, plus the encoded file
+//! Generated code for Manifold's gRPC packages, plus the encoded file
 //! descriptor set that server reflection publishes.
 #![forbid(unsafe_code)]
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -28,5 +28,11 @@ pub mod vk8s {
 pub mod replication {
     pub mod v1 {
         tonic::include_proto!("manifold.replication.v1");
+    }
+}
+
+pub mod audit {
+    pub mod v1 {
+        tonic::include_proto!("manifold.audit.v1");
     }
 }

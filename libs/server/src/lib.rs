@@ -4,6 +4,8 @@
 //! metrics, with graceful shutdown.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+
 use std::{
     future::Future,
     net::{IpAddr, SocketAddr},
@@ -15,7 +17,7 @@ use manifold_auth::{AuthLayer, Authenticator};
 use manifold_config::{ExposeSecret, Settings};
 use manifold_db::{ConnectOptions, Db, DbMetrics};
 use manifold_pki::{Ca, CertifiedKeyPem};
-use manifold_telemetry::{GrpcMetricsLayer, Metrics};
+use manifold_telemetry::{AuditSink, GrpcMetricsLayer, Metrics};
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
@@ -111,7 +113,37 @@ pub async fn connect_db(settings: &Settings, metrics: &Metrics) -> Result<Db, Se
     .await?;
     let db_metrics = DbMetrics::new();
     db_metrics.register(&mut metrics.registry());
+    register_pool_metrics(metrics, &pool, settings.database.max_connections);
     Ok(Db::new(pool, db_metrics))
+}
+
+/// `manifold_db_pool_connections{state="idle"|"in_use"}` and
+/// `manifold_db_pool_max_connections`, read from the pool at each scrape.
+fn register_pool_metrics(metrics: &Metrics, pool: &manifold_db::sqlx::PgPool, max: u32) {
+    use prometheus_client::metrics::{family::Family, gauge::Gauge};
+    let connections = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+    metrics.register(
+        "manifold_db_pool_connections",
+        "Connections of the database pool by state (idle, in_use)",
+        connections.clone(),
+    );
+    metrics
+        .register_gauge(
+            "manifold_db_pool_max_connections",
+            "Most connections the database pool opens",
+        )
+        .set(i64::from(max));
+    let pool = pool.clone();
+    metrics.on_scrape(move || {
+        let size = i64::from(pool.size());
+        let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+        connections
+            .get_or_create(&vec![("state", "idle")])
+            .set(idle);
+        connections
+            .get_or_create(&vec![("state", "in_use")])
+            .set((size - idle).max(0));
+    });
 }
 
 /// Binds a TCP listener, naming the address on failure.
@@ -126,6 +158,7 @@ pub struct GrpcServer {
     routes: tonic::service::RoutesBuilder,
     services: Vec<&'static str>,
     public_paths: Vec<String>,
+    audit: AuditSink,
 }
 
 impl Default for GrpcServer {
@@ -141,7 +174,15 @@ impl GrpcServer {
             services: Vec::new(),
             // Probes have no token.
             public_paths: vec!["/grpc.health.v1.Health/".to_owned()],
+            audit: AuditSink::disabled(),
         }
+    }
+
+    /// Records every mutating call in `sink` (see [`audit`]); without it
+    /// nothing is recorded.
+    pub fn audit(&mut self, sink: AuditSink) -> &mut Self {
+        self.audit = sink;
+        self
     }
 
     /// Mounts services: `add` registers them on the routes; `names` are their
@@ -206,10 +247,14 @@ impl GrpcServer {
             .client_ca_root(Certificate::from_pem(&tls.ca_pem))
             .client_auth_optional(true);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let audit_plans = Arc::new(audit::AuditPlans::from_descriptors());
         Server::builder()
             .tls_config(tls_config)?
             .layer(GrpcMetricsLayer::new(metrics))
+            // Outside authentication, so refused calls are recorded too.
+            .layer(audit::AuditLayer::new(self.audit, audit_plans.clone()))
             .layer(AuthLayer::new(authenticator, self.public_paths))
+            .layer(audit::AuditCaptureLayer::new(audit_plans))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;

@@ -132,9 +132,13 @@ pub fn init(service_name: &str, format: LogFormat, filter: &str) -> Result<Telem
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(TelemetryError::NoRuntime);
         }
-        let resource = Resource::builder()
-            .with_service_name(service_name.to_owned())
-            .build();
+        // OTEL_SERVICE_NAME, the standard override, wins over the built-in name
+        // (two processes of one binary running different services).
+        let service_name = std::env::var("OTEL_SERVICE_NAME")
+            .ok()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| service_name.to_owned());
+        let resource = Resource::builder().with_service_name(service_name).build();
         let spans = SpanExporter::builder().with_tonic().build()?;
         guard.tracer = Some(
             SdkTracerProvider::builder()

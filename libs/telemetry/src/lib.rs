@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+pub mod audit;
 mod error;
 mod grpc_layer;
 mod init;
@@ -13,6 +14,7 @@ mod propagation;
 mod tests;
 
 pub use admin::{admin_router, serve_admin, serve_admin_on};
+pub use audit::{AuditRecord, AuditSink};
 pub use error::TelemetryError;
 pub use grpc_layer::{GrpcMetricsLayer, GrpcMetricsService, MeteredBody};
 pub use init::{TelemetryGuard, init, init_from_settings};

@@ -74,8 +74,12 @@ impl OtelInstruments {
     }
 }
 
+/// Refreshes gauges from live state just before they are encoded.
+type ScrapeHook = Box<dyn Fn() + Send + Sync>;
+
 struct Inner {
     registry: Mutex<Registry>,
+    on_scrape: Mutex<Vec<ScrapeHook>>,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_duration: DurationFamily<RpcLabels>,
     http_requests: Family<HttpLabels, Counter>,
@@ -137,6 +141,7 @@ impl Metrics {
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
+                on_scrape: Mutex::new(Vec::new()),
                 rpc_requests,
                 rpc_duration,
                 http_requests,
@@ -217,8 +222,27 @@ impl Metrics {
         counter
     }
 
+    /// Runs `hook` before every [`Metrics::encode`], to set gauges from state
+    /// that is cheaper to read on demand than to track (pool use, sessions).
+    pub fn on_scrape(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.inner
+            .on_scrape
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(hook));
+    }
+
     /// Everything registered, in the Prometheus/OpenMetrics text format.
     pub fn encode(&self) -> String {
+        for hook in self
+            .inner
+            .on_scrape
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            hook();
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry());

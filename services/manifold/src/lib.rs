@@ -215,6 +215,15 @@ pub async fn start_with(
 
     let shutdown = CancellationToken::new();
 
+    // ---- audit log (manifold.audit.v1): every process records its mutating calls ----
+    let audit = manifold_audit::Audit::start(db.clone(), &metrics);
+    grpc.audit(audit.sink()).mount(
+        |routes| audit.add_to(routes),
+        manifold_audit::SERVICE_NAMES,
+        &[],
+    );
+    // ---- end audit log ----
+
     // ---- site registry (manifold.sites.v1) ----
     // Tenancy is reached over gRPC, as from any other process. The registry
     // is also built where only replication runs: it verifies and renews
@@ -260,7 +269,8 @@ pub async fn start_with(
         // Observed state (pods, per-site status, logs) from ReplicationService,
         // called with each user's own token.
         .with_replication(upstream("replication")?)
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_audit(audit.sink());
         grpc.mount(
             |routes| gateway.add_to(routes),
             manifold_vk8s_gateway::Gateway::SERVICE_NAMES,
@@ -298,6 +308,7 @@ pub async fn start_with(
             },
             config,
         );
+        replication.register_metrics(&metrics);
         grpc.mount(
             |routes| replication.add_to(routes),
             manifold_replication::SERVICE_NAMES,

@@ -150,6 +150,8 @@ pub(crate) struct Shared {
     pub pod_hub: api::pod_hub::PodHub,
     /// Ends every stream of this instance (process shutdown).
     pub stop: CancellationToken,
+    /// `manifold_propagation_latency_seconds`, once metrics are registered.
+    pub propagation: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// The replication service; cheap to clone.
@@ -193,6 +195,7 @@ impl Replication {
             logs: session::logs::LogRoutes::default(),
             pod_hub: api::pod_hub::PodHub::new(),
             stop: CancellationToken::new(),
+            propagation: std::sync::OnceLock::new(),
             upstream,
             authority,
             config,
@@ -235,6 +238,50 @@ impl Replication {
             };
             tokio::join!(watcher, background::run(shared.clone()));
         })
+    }
+
+    /// Registers replication's metrics in `metrics` (once per process):
+    /// `manifold_sites_connected`, `manifold_site_pending_acks{site}` (read
+    /// from the live sessions at each scrape) and
+    /// `manifold_propagation_latency_seconds`.
+    pub fn register_metrics(&self, metrics: &manifold_telemetry::Metrics) {
+        use prometheus_client::metrics::{family::Family, gauge::Gauge, histogram::Histogram};
+        let histogram = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ]);
+        if self.shared.propagation.set(histogram.clone()).is_err() {
+            return;
+        }
+        metrics.register(
+            "manifold_propagation_latency_seconds",
+            "Time from sending a change (Apply, Delete) to a site until the site acknowledged it",
+            histogram,
+        );
+        let connected = metrics.register_gauge(
+            "manifold_sites_connected",
+            "Sites with a live agent stream on this replica",
+        );
+        let pending = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        metrics.register(
+            "manifold_site_pending_acks",
+            "Messages sent to a site and not yet acknowledged, per site",
+            pending.clone(),
+        );
+        let shared = Arc::downgrade(&self.shared);
+        metrics.on_scrape(move || {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let sessions = shared.sessions.all();
+            connected.set(sessions.len() as i64);
+            // Sites that went away must not linger as series.
+            pending.clear();
+            for s in sessions {
+                pending
+                    .get_or_create(&vec![("site", s.site.clone())])
+                    .set(s.in_flight.load(std::sync::atomic::Ordering::Relaxed));
+            }
+        });
     }
 
     /// Sites with a live stream on this replica (for tests and diagnostics).

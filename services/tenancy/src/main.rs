@@ -29,12 +29,14 @@ async fn main() -> anyhow::Result<()> {
     let admin = bind(settings.admin.listen).await?;
     let tls = TlsMaterial::load_or_create(&settings)?;
     let db = connect_db(&settings, &metrics).await?;
+    let audit = manifold_audit::Audit::start(db.clone(), &metrics);
     let tenancy = manifold_tenancy::Tenancy::new(db, settings.auth.cache_ttl());
     tenancy
         .bootstrap(&settings.bootstrap_token_file())
         .await
         .context("bootstrapping the operator token")?;
     let mut server = GrpcServer::new();
+    server.audit(audit.sink());
     server.mount(
         |routes| tenancy.add_to(routes),
         manifold_tenancy::SERVICE_NAMES,

@@ -73,6 +73,8 @@ pub struct Gateway {
     watches: CancellationToken,
     /// Where the Kubernetes API records its HTTP metrics, when set.
     metrics: Option<manifold_telemetry::Metrics>,
+    /// Where the Kubernetes API records mutating requests, when set.
+    audit: Option<manifold_telemetry::AuditSink>,
 }
 
 impl Gateway {
@@ -103,6 +105,7 @@ impl Gateway {
             core: Arc::new(core),
             watches: CancellationToken::new(),
             metrics: None,
+            audit: None,
         })
     }
 
@@ -126,6 +129,13 @@ impl Gateway {
         self
     }
 
+    /// Records every POST/PUT/PATCH/DELETE of the Kubernetes API (refused
+    /// and failed ones too) in `sink`, the process's audit log.
+    pub fn with_audit(mut self, sink: manifold_telemetry::AuditSink) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
     /// Adds `VirtualClusterService` and `ObjectFeed` to a gRPC server's
     /// routes. The server's auth layer must put the caller's principal in
     /// the request extensions (manifold-server's `GrpcServer` does).
@@ -139,6 +149,7 @@ impl Gateway {
             self.core.clone(),
             self.watches.clone(),
             self.metrics.clone(),
+            self.audit.clone(),
         )
     }
 

@@ -54,7 +54,8 @@ pub struct Outbound {
     last_counted: i64,
     acked: i64,
     /// Revisions of counted messages not yet acknowledged.
-    in_flight: VecDeque<i64>,
+    /// Counted messages not yet acknowledged: (revision, when sent, an object change).
+    in_flight: VecDeque<(i64, std::time::Instant, bool)>,
     /// Changes taken from the feed and not yet decided.
     pending: VecDeque<Arc<Change>>,
     pending_upto: i64,
@@ -180,8 +181,10 @@ impl Outbound {
 
     /// Sends a message the window counts.
     async fn send_counted(&mut self, msg: Msg, revision: i64) -> Result<(), Status> {
+        let change = matches!(msg, Msg::Apply(_) | Msg::Delete(_));
         self.send(msg).await?;
-        self.in_flight.push_back(revision);
+        self.in_flight
+            .push_back((revision, std::time::Instant::now(), change));
         self.last_counted = revision;
         self.handle
             .in_flight
@@ -281,8 +284,12 @@ impl Outbound {
             return;
         }
         self.acked = a;
-        while self.in_flight.front().is_some_and(|r| *r <= a) {
-            self.in_flight.pop_front();
+        while self.in_flight.front().is_some_and(|(r, _, _)| *r <= a) {
+            if let Some((_, sent, true)) = self.in_flight.pop_front()
+                && let Some(latency) = self.shared.propagation.get()
+            {
+                latency.observe(sent.elapsed().as_secs_f64());
+            }
         }
         self.handle
             .in_flight

@@ -75,6 +75,8 @@ impl Upstream {
         if let Some(b) = &self.bearer {
             r.metadata_mut().insert("authorization", b.clone());
         }
+        // The call continues the current trace.
+        manifold_telemetry::inject_context(r.metadata_mut());
         r
     }
 

@@ -48,6 +48,8 @@ fn with_token<T>(message: T, token: &str) -> Result<tonic::Request<T>, GatewayEr
         .parse()
         .map_err(|_| GatewayError::Unauthenticated(manifold_auth::AuthError::Malformed))?;
     request.metadata_mut().insert("authorization", value);
+    // The call continues the caller's trace.
+    manifold_telemetry::inject_context(request.metadata_mut());
     Ok(request)
 }
 

@@ -3,6 +3,7 @@
 //! token, and the HTTPS server (TLS via rustls, HTTP/2 and HTTP/1.1).
 
 mod access;
+mod audit;
 mod discovery;
 mod metrics;
 mod namespaces;
@@ -75,12 +76,24 @@ pub fn router(
     core: Arc<Core>,
     watches: CancellationToken,
     metrics: Option<manifold_telemetry::Metrics>,
+    audit: Option<manifold_telemetry::AuditSink>,
 ) -> Router {
     let router = Router::new()
         .route("/vk8s/{tenant}/{namespace}/{vk8s}/{*rest}", any(entry))
         .route("/vk8s/{tenant}/{namespace}/{vk8s}", any(entry_root))
         .fallback(|| async { error_response(&GatewayError::NoRoute) })
-        .with_state(App { core, watches });
+        .with_state(App {
+            core: core.clone(),
+            watches,
+        });
+    // Mutating requests go to the audit log, refused ones included.
+    let router = match audit {
+        Some(sink) => router.layer(axum::middleware::from_fn_with_state(
+            audit::AuditState { sink, core },
+            audit::record,
+        )),
+        None => router,
+    };
     let router = match metrics {
         Some(m) => router.layer(axum::middleware::from_fn_with_state(m, metrics::record)),
         None => router,

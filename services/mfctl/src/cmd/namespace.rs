@@ -1,0 +1,158 @@
+//! `mfctl namespace`: a tenant's namespaces (isolation boundaries with their
+//! own role bindings). The API has no update.
+
+use manifold_proto::tenancy::v1 as tpb;
+use serde_json::{Value, json};
+
+use super::util::PAGE_SIZE;
+use crate::{
+    Ctx, names,
+    error::Result,
+    output::{self, Render, parse_label},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Create a namespace: `shop` (with --tenant) or `tenants/acme/namespaces/shop`.
+    Create {
+        name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// KEY=VALUE, repeatable.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Show one.
+    Get {
+        name: String,
+    },
+    /// The namespaces of --tenant (or the context's tenant).
+    List {
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Delete one.
+    Delete {
+        name: String,
+        #[arg(long)]
+        etag: Option<String>,
+    },
+}
+
+pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
+    let format = ctx.format();
+    match args.command {
+        Sub::Create {
+            name,
+            display_name,
+            labels,
+        } => {
+            let (parent, id) = match names::split_create(&name, "namespaces") {
+                Some(p) => p,
+                None => (names::tenant(&ctx.tenant()?), name),
+            };
+            let ns = ctx
+                .conn()
+                .await?
+                .namespaces()
+                .create_namespace(tpb::CreateNamespaceRequest {
+                    parent,
+                    namespace_id: id,
+                    namespace: Some(tpb::Namespace {
+                        display_name: display_name.unwrap_or_default(),
+                        labels: labels.into_iter().collect(),
+                        ..Default::default()
+                    }),
+                })
+                .await?
+                .into_inner();
+            output::print_one(format, &Namespace(ns))
+        }
+        Sub::Get { name } => {
+            let name = names::namespace(ctx, &name)?;
+            let ns = ctx
+                .conn()
+                .await?
+                .namespaces()
+                .get_namespace(tpb::GetNamespaceRequest { name })
+                .await?
+                .into_inner();
+            output::print_one(format, &Namespace(ns))
+        }
+        Sub::List { limit } => {
+            let parent = names::tenant(&ctx.tenant()?);
+            let mut client = ctx.conn().await?.namespaces();
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let r = client
+                    .list_namespaces(tpb::ListNamespacesRequest {
+                        parent: parent.clone(),
+                        page_size: PAGE_SIZE,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                all.extend(r.namespaces.into_iter().map(Namespace));
+                page_token = r.next_page_token;
+                if page_token.is_empty() || limit.is_some_and(|l| all.len() >= l) {
+                    break;
+                }
+            }
+            all.truncate(limit.unwrap_or(usize::MAX));
+            output::print_list(format, &all)
+        }
+        Sub::Delete { name, etag } => {
+            let name = names::namespace(ctx, &name)?;
+            ctx.conn()
+                .await?
+                .namespaces()
+                .delete_namespace(tpb::DeleteNamespaceRequest {
+                    name: name.clone(),
+                    etag: etag.unwrap_or_default(),
+                })
+                .await?;
+            output::deleted(format, &name)
+        }
+    }
+}
+
+pub struct Namespace(pub tpb::Namespace);
+
+impl Render for Namespace {
+    const COLUMNS: &'static [&'static str] = &["NAME", "TENANT", "DISPLAY NAME", "LABELS", "AGE"];
+
+    fn row(&self) -> Vec<String> {
+        let n = &self.0;
+        let tenant = n.name.split('/').nth(1).unwrap_or_default().to_owned();
+        vec![
+            output::short(&n.name),
+            tenant,
+            output::or_none(&n.display_name),
+            output::labels_cell(&n.labels),
+            output::age(&n.create_time),
+        ]
+    }
+
+    fn to_json(&self) -> Value {
+        let n = &self.0;
+        json!({
+            "name": n.name,
+            "uid": n.uid,
+            "displayName": n.display_name,
+            "labels": output::labels_json(&n.labels),
+            "createTime": output::ts_json(&n.create_time),
+            "etag": n.etag,
+        })
+    }
+
+    fn name(&self) -> String {
+        self.0.name.clone()
+    }
+}
