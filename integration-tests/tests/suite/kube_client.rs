@@ -84,7 +84,7 @@ async fn typed_api_with_every_patch_type_and_subresource() {
         )
         .await
         .unwrap();
-    stale.spec.as_mut().unwrap().replicas = Some(9);
+    stale.spec.replicas = Some(9);
     assert_eq!(
         api_code(
             deploys
@@ -95,7 +95,7 @@ async fn typed_api_with_every_patch_type_and_subresource() {
         409
     );
     let mut fresh = deploys.get("web").await.unwrap();
-    fresh.spec.as_mut().unwrap().replicas = Some(3);
+    fresh.spec.replicas = Some(3);
     let replaced = deploys
         .replace("web", &PostParams::default(), &fresh)
         .await
@@ -110,7 +110,7 @@ async fn typed_api_with_every_patch_type_and_subresource() {
         .patch("web", &PatchParams::default(), &Patch::<()>::Json(ops))
         .await
         .unwrap();
-    assert_eq!(p.spec.unwrap().replicas, Some(4));
+    assert_eq!(p.spec.replicas, Some(4));
     let p = deploys
         .patch(
             "web",
@@ -119,7 +119,7 @@ async fn typed_api_with_every_patch_type_and_subresource() {
         )
         .await
         .unwrap();
-    assert_eq!(p.spec.unwrap().replicas, Some(5));
+    assert_eq!(p.spec.replicas, Some(5));
     let sidecar = json!({"spec": {"template": {"spec": {"containers": [{"name": "log", "image": "busybox"}]}}}});
     let p = deploys
         .patch("web", &PatchParams::default(), &Patch::Strategic(sidecar))
@@ -127,7 +127,6 @@ async fn typed_api_with_every_patch_type_and_subresource() {
         .unwrap();
     let names: Vec<String> = p
         .spec
-        .unwrap()
         .template
         .spec
         .unwrap()
@@ -181,7 +180,7 @@ async fn typed_api_with_every_patch_type_and_subresource() {
         )
         .await
         .unwrap();
-    assert_eq!(forced.spec.unwrap().replicas, Some(3));
+    assert_eq!(forced.spec.replicas, Some(3));
 
     // Scale and status subresources.
     let scale = deploys.get_scale("web").await.unwrap();
@@ -202,7 +201,7 @@ async fn typed_api_with_every_patch_type_and_subresource() {
         .unwrap();
     assert_eq!(with_status.status.unwrap().ready_replicas, Some(7));
     assert_eq!(
-        deploys.get("web").await.unwrap().spec.unwrap().replicas,
+        deploys.get("web").await.unwrap().spec.replicas,
         Some(7)
     );
 
@@ -385,7 +384,7 @@ async fn runtime_watcher_sees_applies_and_deletes() {
                     seen_init = true;
                 }
                 watcher::Event::Apply(d) => {
-                    applied.push(d.spec.unwrap().replicas.unwrap());
+                    applied.push(d.spec.replicas.unwrap());
                 }
                 watcher::Event::Delete(d) => {
                     assert_eq!(d.metadata.name.as_deref(), Some("after"));

@@ -331,10 +331,10 @@ fn scalar_wrappers_look_like_kubernetes() {
 #[test]
 fn metadata_is_not_required_of_clients() {
     let v3 = v3_schemas("apis/apps/v1");
-    assert!(
-        v3["io.k8s.api.apps.v1.Deployment"]
-            .get("required")
-            .is_none()
+    // Kubernetes 1.37's schemas require `spec` of a Deployment; never `metadata`.
+    assert_eq!(
+        v3["io.k8s.api.apps.v1.Deployment"]["required"],
+        serde_json::json!(["spec"])
     );
     let required = &v3["io.k8s.api.apps.v1.DeploymentSpec"]["required"];
     assert_eq!(required, &serde_json::json!(["selector", "template"]));

@@ -13,7 +13,7 @@ use crate::error::GatewayError;
 
 /// The Kubernetes version whose API (and k8s-openapi schemas) is served.
 const MAJOR: &str = "1";
-const MINOR: &str = "33";
+const MINOR: &str = "37";
 
 fn version() -> Value {
     json!({
@@ -124,6 +124,6 @@ mod tests {
         assert!(!accepts_json(Some(
             "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
         )));
-        assert_eq!(version()["minor"], "33");
+        assert_eq!(version()["minor"], "37");
     }
 }
