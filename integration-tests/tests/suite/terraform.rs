@@ -448,6 +448,26 @@ async fn terraform_manages_tenant_to_vk8s_and_kubectl_deploys() {
     assert!(out.contains("Import successful"), "{out}");
     tf.assert_no_changes().await;
 
+    // ---- import of an object without labels: null, like the config, so
+    // the plan is empty (not `labels = {} -> null`)
+    tf.ok(&["state", "rm", "-no-color", "manifold_namespace.shop"])
+        .await;
+    let out = tf
+        .ok(&[
+            "import",
+            "-input=false",
+            "-no-color",
+            "manifold_namespace.shop",
+            "tenants/acme/namespaces/shop",
+        ])
+        .await;
+    assert!(out.contains("Import successful"), "{out}");
+    assert!(
+        values(&tf.state().await, "manifold_namespace.shop")["labels"].is_null(),
+        "no labels imported as null"
+    );
+    tf.assert_no_changes().await;
+
     // ---- destroy leaves nothing behind
     let out = tf
         .ok(&["destroy", "-auto-approve", "-input=false", "-no-color"])
@@ -551,6 +571,32 @@ async fn terraform_reports_invalid_input_and_api_errors() {
     let err = tf.fails(&["plan", "-input=false", "-no-color"]).await;
     assert!(err.contains("Invalid timeout"), "{err}");
 
+    tf.write(configs::INVALID_SITE_ID);
+    let err = tf.fails(&["validate", "-no-color"]).await;
+    assert!(err.contains("Invalid site_id"), "{err}");
+    assert!(err.contains("site_id = \"edge.ny.\""), "{err}");
+
+    // Overflowing timeouts are a diagnostic, not a provider crash.
+    tf.write(configs::SITES_QUERY);
+    tf.set_env("MANIFOLD_TIMEOUT", "99999999999999999999h".into());
+    let err = tf.fails(&["plan", "-input=false", "-no-color"]).await;
+    assert!(err.contains("Invalid timeout"), "{err}");
+    assert!(err.contains("too long"), "{err}");
+    tf.unset_env("MANIFOLD_TIMEOUT");
+
+    // The token never travels in cleartext.
+    tf.set_env("MANIFOLD_ENDPOINT", format!("http://{}", app.grpc_addr));
+    let err = tf.fails(&["plan", "-input=false", "-no-color"]).await;
+    assert!(err.contains("Insecure or unsupported endpoint"), "{err}");
+    assert!(err.contains("cleartext"), "{err}");
+
+    // A token that cannot be a header value is named, not silently dropped.
+    tf.set_env("MANIFOLD_ENDPOINT", format!("https://{}", app.grpc_addr));
+    tf.set_env("MANIFOLD_TOKEN", "mft_not\nonelinE".into());
+    let err = tf.fails(&["plan", "-input=false", "-no-color"]).await;
+    assert!(err.contains("Invalid Manifold API token"), "{err}");
+    tf.set_env("MANIFOLD_TOKEN", app.admin_token.clone());
+
     // A server that accepts connections and never answers: the provider's
     // timeout bounds the call.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -575,4 +621,92 @@ async fn terraform_reports_invalid_input_and_api_errors() {
     let err = tf.fails(&["plan", "-input=false", "-no-color"]).await;
     assert!(err.contains("Missing Manifold API token"), "{err}");
     assert!(err.contains("MANIFOLD_TOKEN"), "{err}");
+}
+
+/// CreateSite succeeds and CreateRegistrationToken fails: the site is kept in
+/// the state (tainted), not decommissioned (its id could never be used
+/// again). A site decommissioned outside Terraform is an error on refresh,
+/// not a create that can never succeed. The token comes with the trailing
+/// newline `file()` keeps, and the site id has dots and digits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terraform_keeps_a_half_created_site_and_refuses_a_decommissioned_one() {
+    let app = TestApp::spawn().await.expect("spawn the control plane");
+    let ch: Channel = app.channel().await.expect("channel");
+    let admin = app.admin_token.clone();
+    let mut tf = Terraform::new(&app);
+    tf.set_env("MANIFOLD_TOKEN", format!("{admin}\n"));
+    let sites = spb::site_service_client::SiteServiceClient::new(ch.clone());
+    let get = |sites: spb::site_service_client::SiteServiceClient<Channel>| {
+        let admin = admin.clone();
+        async move {
+            let mut sites = sites;
+            sites
+                .get_site(authed(
+                    &admin,
+                    spb::GetSiteRequest {
+                        name: "sites/1.ny.edge".into(),
+                    },
+                ))
+                .await
+                .expect("the site exists")
+                .into_inner()
+        }
+    };
+
+    tf.write(configs::SITE_TOKEN_FAILS);
+    let err = tf
+        .fails(&["apply", "-auto-approve", "-input=false", "-no-color"])
+        .await;
+    assert!(err.contains("CreateRegistrationToken failed"), "{err}");
+    assert!(err.contains("ttl_seconds"), "server's violation: {err}");
+    assert!(err.contains("kept in the state"), "{err}");
+    assert_eq!(
+        get(sites.clone()).await.state,
+        spb::site::State::Registered as i32,
+        "not decommissioned"
+    );
+    let state = tf.state().await;
+    let r = state["values"]["root_module"]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["address"] == "manifold_site.ny")
+        .unwrap_or_else(|| panic!("the site is in the state: {state:#}"))
+        .clone();
+    assert_eq!(r["tainted"], true, "{r:#}");
+    assert_eq!(r["values"]["name"], "sites/1.ny.edge");
+    assert!(r["values"]["registration_token"].is_null(), "{r:#}");
+    assert_eq!(
+        r["values"]["labels"],
+        serde_json::json!({}),
+        "configured {{}} kept"
+    );
+
+    // Recovery the diagnostic suggests: untaint; the plan is then empty.
+    tf.ok(&["untaint", "-no-color", "manifold_site.ny"]).await;
+    tf.assert_no_changes().await;
+
+    // Decommissioned behind Terraform's back: refresh says why it cannot be
+    // recreated instead of planning a create that would fail.
+    sites
+        .clone()
+        .delete_site(authed(
+            &admin,
+            spb::DeleteSiteRequest {
+                name: "sites/1.ny.edge".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect("decommission");
+    let err = tf.fails(&["plan", "-input=false", "-no-color"]).await;
+    assert!(
+        err.contains("Site decommissioned outside Terraform"),
+        "{err}"
+    );
+    assert!(err.contains("cannot be reused"), "{err}");
+    assert!(err.contains("site_id"), "{err}");
+    tf.ok(&["state", "rm", "-no-color", "manifold_site.ny"])
+        .await;
+    assert_eq!(tf.ok(&["state", "list"]).await.trim(), "");
 }

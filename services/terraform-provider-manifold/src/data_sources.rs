@@ -100,7 +100,10 @@ impl DataSource for SiteData {
                 format!("{name} does not exist or is not visible to this token."),
             )
         })?;
-        Ok(site_obj(&s))
+        let mut o = site_obj(&s);
+        // A data source reports what is there: no labels is `{}`.
+        o.insert("labels".into(), Value::string_map(&s.labels));
+        Ok(o)
     }
 }
 
@@ -193,6 +196,7 @@ impl DataSource for SitesData {
                         .iter()
                         .map(|k| ((*k).to_owned(), full.val(k).clone()))
                         .collect();
+                        e.insert("labels".into(), Value::string_map(&s.labels));
                         e.insert("state".into(), Value::str(state_name(s.state)));
                         Value::Map(e)
                     })
@@ -215,7 +219,7 @@ impl DataSource for KubeconfigData {
 
     fn schema(&self) -> Schema {
         Schema::new(
-            "A kubeconfig for a vK8s with a fresh namespace-scoped token of the provider's user. Every read mints a new token.",
+            "A kubeconfig for a vK8s with a fresh namespace-scoped token of the provider's user. Every read (each plan, refresh and apply) mints a new token, valid until ttl_seconds runs out: keep it short.",
             vec![
                 Attr::required(
                     "virtual_k8s",
@@ -225,7 +229,7 @@ impl DataSource for KubeconfigData {
                 Attr::optional(
                     "ttl_seconds",
                     Type::Number,
-                    "Token lifetime in seconds; default 30 days.",
+                    "Token lifetime in seconds; default 30 days. Every read mints another token, so prefer e.g. 3600.",
                 ),
                 Attr::computed("id", Type::String, "Same as virtual_k8s."),
                 Attr::computed("kubeconfig", Type::String, "The kubeconfig YAML.").sensitive(),

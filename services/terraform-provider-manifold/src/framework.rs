@@ -19,7 +19,7 @@ pub trait Resource: Send + Sync {
         Vec::new()
     }
     /// Creates the object; returns the attributes the API reports.
-    async fn create(&self, client: &Client, planned: &Obj) -> Result<Obj, Diag>;
+    async fn create(&self, client: &Client, planned: &Obj) -> Result<Obj, CreateError>;
     /// The attributes the API reports now, `None` when the object is gone.
     /// `state` holds at least `name` (and `id`).
     async fn read(&self, client: &Client, state: &Obj) -> Result<Option<Obj>, Diag>;
@@ -33,6 +33,24 @@ pub trait Resource: Send + Sync {
         o.insert("id".into(), Value::str(id));
         o.insert("name".into(), Value::str(id));
         Ok(o)
+    }
+}
+
+/// A failed create. `partial` is set when the object was created but a later
+/// step failed: it goes into the state with the error, so Terraform records
+/// the object (as tainted) instead of losing track of it.
+#[derive(Debug)]
+pub struct CreateError {
+    pub diag: Diag,
+    pub partial: Option<Obj>,
+}
+
+impl From<Diag> for CreateError {
+    fn from(diag: Diag) -> CreateError {
+        CreateError {
+            diag,
+            partial: None,
+        }
     }
 }
 

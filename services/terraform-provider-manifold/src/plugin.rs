@@ -1,21 +1,28 @@
 //! Being a Terraform plugin: the go-plugin handshake line on stdout, the
 //! automatic mTLS Terraform asks for (`PLUGIN_CLIENT_CERT`), the gRPC server
-//! on a loopback port, and the controller call that stops it.
+//! on a Unix domain socket, and the controller call that stops it.
 //!
-//! TLS: we generate a throw-away self-signed certificate per run and print it
-//! in the handshake; Terraform pins exactly that certificate. Terraform's own
-//! client certificate is trusted as the only client CA, but client
-//! authentication is optional: go-plugin's certificate uses P-521, which the
-//! `ring` crypto provider the workspace builds on cannot verify, so a Go client
-//! that finds no common signature scheme connects without one. The listener
-//! is on 127.0.0.1 and lives only as long as one Terraform command.
+//! Who can connect: the socket lives in a directory only this user can enter
+//! (created 0700 with a fresh name, removed on exit), like go-plugin's own
+//! servers. So other local users cannot reach the provider, which would
+//! otherwise let them configure it with their own endpoint and collect the
+//! token it falls back to ($MANIFOLD_TOKEN).
+//!
+//! TLS on top: we generate a throw-away self-signed certificate per run and
+//! print it in the handshake; Terraform pins exactly that certificate.
+//! Terraform's own client certificate is trusted as the only client CA, but
+//! client authentication is optional: go-plugin's certificate uses P-521,
+//! which the `ring` crypto provider the workspace builds on cannot verify, so
+//! a Go client that finds no common signature scheme connects without one.
+//! The socket directory's permissions are the access control.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use tokio::sync::Notify;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::goplugin;
@@ -68,10 +75,10 @@ async fn serve() -> Result<()> {
             "Terraform offers plugin protocol versions {versions}; this provider speaks {APP_PROTOCOL}"
         );
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding a loopback port")?;
-    let addr = listener.local_addr()?;
+    let dir = SocketDir::create()?;
+    let socket = dir.path.join("plugin.sock");
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
 
     let mut builder = Server::builder();
     let mut cert_b64 = String::new();
@@ -90,6 +97,7 @@ async fn serve() -> Result<()> {
     }
 
     let stop = Arc::new(Notify::new());
+    spawn_signal_handlers(stop.clone())?;
     let controller = goplugin::grpc_controller_server::GrpcControllerServer::new(Controller {
         stop: stop.clone(),
     });
@@ -99,13 +107,81 @@ async fn serve() -> Result<()> {
     let serving = builder
         .add_service(provider)
         .add_service(controller)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             stop.notified().await
         });
     // Rust's stdout is line-buffered: the line reaches Terraform at once.
-    println!("{CORE_PROTOCOL}|{APP_PROTOCOL}|tcp|{addr}|grpc|{cert_b64}");
-    serving.await.context("serving")?;
+    println!(
+        "{CORE_PROTOCOL}|{APP_PROTOCOL}|unix|{}|grpc|{cert_b64}",
+        socket.display()
+    );
+    let served = serving.await.context("serving");
+    drop(dir);
+    served
+}
+
+/// SIGTERM stops the server (and so removes the socket directory). SIGINT is
+/// ignored, as go-plugin servers do: Ctrl-C reaches the whole process group,
+/// and Terraform interrupts its plugins itself (StopProvider, then Shutdown).
+fn spawn_signal_handlers(stop: Arc<Notify>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    stop.notify_one();
+                    return;
+                }
+                _ = int.recv() => {}
+            }
+        }
+    });
     Ok(())
+}
+
+/// A fresh directory only the current user can use, removed when dropped.
+/// `$PLUGIN_UNIX_SOCKET_DIR` (go-plugin's setting) chooses where, else the
+/// temporary directory.
+struct SocketDir {
+    path: PathBuf,
+}
+
+impl SocketDir {
+    fn create() -> Result<SocketDir> {
+        use std::hash::{BuildHasher, RandomState};
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::var_os("PLUGIN_UNIX_SOCKET_DIR")
+            .filter(|d| !d.is_empty())
+            .map_or_else(std::env::temp_dir, PathBuf::from);
+        let mut last_err = None;
+        for attempt in 0u32..16 {
+            // RandomState is seeded from the OS per process; mix in the pid and
+            // the attempt for a name nobody can predict and claim first.
+            let n = RandomState::new().hash_one((std::process::id(), attempt));
+            let path = base.join(format!("tf-manifold-{n:016x}"));
+            // `create` fails if anything already exists there, so the directory
+            // is ours, and `mode` makes it private from the start.
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(SocketDir { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("creating a socket directory in {}", base.display())
+                    });
+                }
+            }
+        }
+        Err(last_err.expect("attempted"))
+            .with_context(|| format!("creating a socket directory in {}", base.display()))
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// A certificate for "localhost" (what go-plugin dials) and its DER form.
@@ -150,5 +226,24 @@ impl goplugin::grpc_controller_server::GrpcController for Controller {
     ) -> Result<tonic::Response<goplugin::Empty>, tonic::Status> {
         self.stop.notify_one();
         Ok(tonic::Response::new(goplugin::Empty {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_dir_is_private_fresh_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let a = SocketDir::create().expect("create");
+        let b = SocketDir::create().expect("create");
+        assert_ne!(a.path, b.path);
+        let mode = std::fs::metadata(&a.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        std::fs::write(a.path.join("plugin.sock"), "").unwrap();
+        let path = a.path.clone();
+        drop(a);
+        assert!(!path.exists());
     }
 }

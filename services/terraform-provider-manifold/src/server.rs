@@ -361,18 +361,22 @@ impl tf::provider_server::Provider for Arc<Provider> {
                     Some(prior)
                 }
             },
-            (None, Some(planned)) => {
-                let api = attempt!(
-                    diags,
-                    client
-                        .bounded(
-                            &format!("Creating {}", req.type_name),
-                            res.create(&client, &planned)
-                        )
-                        .await
-                );
-                Some(framework::settle(schema, &planned, api))
-            }
+            (None, Some(planned)) => match client
+                .bounded(
+                    &format!("Creating {}", req.type_name),
+                    res.create(&client, &planned),
+                )
+                .await
+            {
+                Ok(api) => Some(framework::settle(schema, &planned, api)),
+                Err(e) => {
+                    diags.push(e.diag);
+                    // Created, then a later step failed: record the object
+                    // (Terraform taints it) rather than lose track of it.
+                    e.partial
+                        .map(|api| framework::settle(schema, &planned, api))
+                }
+            },
             (Some(prior), Some(planned)) => match client
                 .bounded(
                     &format!("Updating {}", req.type_name),

@@ -89,6 +89,27 @@ impl Value {
         )
     }
 
+    /// A map of strings, or null when empty (the API's "unset", like
+    /// `str_or_null`): an object imported without labels then matches a
+    /// configuration that leaves them out. A configured `{}` stays `{}`
+    /// because refresh keeps equivalent prior values.
+    pub fn string_map_or_null(m: &std::collections::HashMap<String, String>) -> Value {
+        if m.is_empty() {
+            Value::Null
+        } else {
+            Value::string_map(m)
+        }
+    }
+
+    /// A list of strings, or null when empty (see `string_map_or_null`).
+    pub fn string_list_or_null(l: &[String]) -> Value {
+        if l.is_empty() {
+            Value::Null
+        } else {
+            Value::List(l.iter().map(Value::str).collect())
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }

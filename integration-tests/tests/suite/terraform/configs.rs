@@ -216,6 +216,27 @@ resource "manifold_namespace" "orphan" {
 "#
 );
 
+/// A site whose registration token the server refuses (more than the 7-day
+/// maximum): CreateSite succeeds, CreateRegistrationToken fails. The id has
+/// dots and starts with a digit, which the server's rule allows.
+pub(super) const SITE_TOKEN_FAILS: &str = with_header!(
+    r#"
+resource "manifold_site" "ny" {
+  site_id                        = "1.ny.edge"
+  labels                         = {}
+  registration_token_ttl_seconds = 604801
+}
+"#
+);
+
+pub(super) const INVALID_SITE_ID: &str = with_header!(
+    r#"
+resource "manifold_site" "bad" {
+  site_id = "edge.ny."
+}
+"#
+);
+
 pub(super) const SITES_QUERY: &str = with_header!(
     r#"
 data "manifold_sites" "all" {}

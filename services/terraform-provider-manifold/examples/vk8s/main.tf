@@ -5,6 +5,11 @@
 #   terraform apply
 #   terraform output -raw kubeconfig > demo.kubeconfig
 #   KUBECONFIG=demo.kubeconfig kubectl create deployment web --image=nginx:1.27 --replicas=2
+#
+# Every plan, refresh and apply reads the data source again, which mints a new
+# token: the kubeconfig output changes each time (`terraform plan` shows
+# "Changes to Outputs") and old tokens stay valid until they expire. Hence the
+# short ttl_seconds.
 terraform {
   required_providers {
     manifold = {
@@ -45,7 +50,7 @@ resource "manifold_virtual_k8s" "demo" {
 
 data "manifold_kubeconfig" "demo" {
   virtual_k8s = manifold_virtual_k8s.demo.name
-  ttl_seconds = 86400
+  ttl_seconds = 3600 # every read mints a token; keep its lifetime short
 }
 
 output "server_url" {

@@ -5,7 +5,7 @@ use manifold_proto::sites::v1 as pb;
 use super::{api, check_id, check_name, deleted, found, mask, named, split_name, ts};
 use crate::client::Client;
 use crate::diag::Diag;
-use crate::framework::Resource;
+use crate::framework::{CreateError, Resource};
 use crate::schema::{Attr, Schema};
 use crate::value::{Obj, ObjExt, Type, Value};
 
@@ -33,7 +33,7 @@ pub(crate) fn site_obj(s: &pb::Site) -> Obj {
     o.insert("display_name".into(), Value::str_or_null(&s.display_name));
     o.insert("location".into(), Value::str_or_null(&s.location));
     o.insert("provider_kind".into(), provider_kind_name(s.provider_kind));
-    o.insert("labels".into(), Value::string_map(&s.labels));
+    o.insert("labels".into(), Value::string_map_or_null(&s.labels));
     o.insert("owner".into(), Value::str_or_null(&s.owner));
     o.insert("state".into(), Value::str(state_name(s.state)));
     o.insert("uid".into(), Value::str(&s.uid));
@@ -58,6 +58,22 @@ fn site_proto(p: &Obj, name: String) -> pb::Site {
 
 // -------------------------------------------------------------------- site
 
+/// Site ids follow the server's rule (`manifold_pki::validate_site_name`),
+/// which is wider than the DNS label other ids use.
+fn check_site_id(config: &Obj, diags: &mut Vec<Diag>) {
+    if let Some(v) = config.opt_str("site_id")
+        && manifold_pki::validate_site_name(v).is_err()
+    {
+        diags.push(Diag::attr(
+            "site_id",
+            "Invalid site_id",
+            format!(
+                "{v:?} is not a valid site id: use 1-253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. \"pa2-par\")."
+            ),
+        ));
+    }
+}
+
 pub struct Site;
 
 #[tonic::async_trait]
@@ -76,7 +92,7 @@ impl Resource for Site {
                 Attr::required(
                     "site_id",
                     Type::String,
-                    "DNS label, global, e.g. `pa2-par`.",
+                    "Global id, e.g. `pa2-par` or `par.edge.1`: 1-253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit. Never reusable once taken.",
                 )
                 .force_new(),
                 Attr::optional("display_name", Type::String, "Human-readable name."),
@@ -114,7 +130,7 @@ impl Resource for Site {
 
     fn validate(&self, config: &Obj) -> Vec<Diag> {
         let mut d = Vec::new();
-        check_id(config, "site_id", &mut d);
+        check_site_id(config, &mut d);
         check_name(config, "owner", &["tenants"], &mut d);
         if let Some(k) = config.opt_str("provider_kind")
             && !PROVIDER_KINDS.contains(&k)
@@ -131,7 +147,7 @@ impl Resource for Site {
         d
     }
 
-    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, Diag> {
+    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, CreateError> {
         let site_id = p.string("site_id");
         let s = api(
             "CreateSite",
@@ -162,9 +178,26 @@ impl Resource for Site {
                 Ok(o)
             }
             Err(d) => {
-                // Do not leave a site Terraform does not know about.
-                let _ = self.delete(c, &o).await;
-                Err(d)
+                // The site exists and its id can never be used again (deleting
+                // only decommissions it): keep it in the state, which Terraform
+                // marks tainted, rather than decommission it and make every
+                // retry fail with ALREADY_EXISTS.
+                let name = s.name.clone();
+                let id = name.strip_prefix("sites/").unwrap_or(&name).to_owned();
+                Err(CreateError {
+                    diag: Diag {
+                        detail: format!(
+                            "{}\n\nThe site {name} was created but has no registration token. \
+                             It is kept in the state (tainted). Replacing it cannot work: a \
+                             decommissioned site's id stays taken. Run `terraform untaint` on \
+                             this resource and mint a token for the agent with \
+                             `mfctl site registration-token {id}`, or pick a new site_id.",
+                            d.detail
+                        ),
+                        ..d
+                    },
+                    partial: Some(o),
+                })
             }
         }
     }
@@ -178,11 +211,12 @@ impl Resource for Site {
                 }))
                 .await,
         )?;
-        // Decommissioned is deleted as far as Terraform is concerned.
-        Ok(site
-            .filter(|x| x.state != pb::site::State::Decommissioned as i32)
-            .as_ref()
-            .map(site_obj))
+        match site {
+            Some(x) if x.state == pb::site::State::Decommissioned as i32 => {
+                Err(decommissioned(&x.name))
+            }
+            x => Ok(x.as_ref().map(site_obj)),
+        }
     }
 
     async fn update(&self, c: &Client, prior: &Obj, p: &Obj) -> Result<Obj, Diag> {
@@ -226,6 +260,21 @@ impl Resource for Site {
         };
         Ok(named(&name))
     }
+}
+
+/// Refreshing a site decommissioned outside Terraform. Dropping it from the
+/// state would plan a create that can never succeed (the id stays taken), so
+/// say so instead.
+fn decommissioned(name: &str) -> Diag {
+    Diag::attr(
+        "site_id",
+        "Site decommissioned outside Terraform",
+        format!(
+            "{name} was decommissioned, and a site id cannot be reused: it cannot be created \
+             again. Give this resource a new site_id, or drop it from the configuration and run \
+             `terraform state rm` on it."
+        ),
+    )
 }
 
 // ------------------------------------------------------------ virtual site
@@ -299,7 +348,7 @@ impl Resource for VirtualSite {
         d
     }
 
-    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, Diag> {
+    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, CreateError> {
         let v = api(
             "CreateVirtualSite",
             c.virtual_sites()

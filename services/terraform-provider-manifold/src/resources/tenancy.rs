@@ -6,7 +6,7 @@ use manifold_proto::tenancy::v1 as pb;
 use super::{api, check_id, check_name, deleted, found, mask, named, split_name, ts};
 use crate::client::Client;
 use crate::diag::Diag;
-use crate::framework::Resource;
+use crate::framework::{CreateError, Resource};
 use crate::schema::{Attr, Schema};
 use crate::value::{Obj, ObjExt, Type, Value};
 
@@ -21,7 +21,7 @@ fn tenant_obj(t: &pb::Tenant) -> Obj {
         Value::str(t.name.strip_prefix("tenants/").unwrap_or(&t.name)),
     );
     o.insert("display_name".into(), Value::str_or_null(&t.display_name));
-    o.insert("labels".into(), Value::string_map(&t.labels));
+    o.insert("labels".into(), Value::string_map_or_null(&t.labels));
     o.insert("uid".into(), Value::str(&t.uid));
     o.insert(
         "state".into(),
@@ -74,7 +74,7 @@ impl Resource for Tenant {
         d
     }
 
-    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, Diag> {
+    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, CreateError> {
         let t = api(
             "CreateTenant",
             c.tenants()
@@ -160,7 +160,7 @@ fn namespace_obj(n: &pb::Namespace) -> Obj {
         o.insert("namespace_id".into(), Value::str(id));
     }
     o.insert("display_name".into(), Value::str_or_null(&n.display_name));
-    o.insert("labels".into(), Value::string_map(&n.labels));
+    o.insert("labels".into(), Value::string_map_or_null(&n.labels));
     o.insert("uid".into(), Value::str(&n.uid));
     o.insert("create_time".into(), ts(n.create_time.as_ref()));
     o
@@ -201,7 +201,7 @@ impl Resource for Namespace {
         d
     }
 
-    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, Diag> {
+    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, CreateError> {
         let n = api(
             "CreateNamespace",
             c.namespaces()
@@ -301,7 +301,7 @@ impl Resource for User {
         d
     }
 
-    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, Diag> {
+    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, CreateError> {
         let u = api(
             "CreateUser",
             c.users()
@@ -426,7 +426,7 @@ impl Resource for RoleBinding {
         d
     }
 
-    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, Diag> {
+    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, CreateError> {
         let role = pb::Role::from_str_name(&p.string("role")).unwrap_or_default();
         let b = api(
             "CreateRoleBinding",
@@ -539,7 +539,7 @@ impl Resource for ApiToken {
         d
     }
 
-    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, Diag> {
+    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, CreateError> {
         let r = api(
             "CreateApiToken",
             c.api_tokens()

@@ -5,7 +5,7 @@ use manifold_proto::vk8s::v1 as pb;
 use super::{api, check_id, check_name, deleted, found, mask, named, split_name, ts};
 use crate::client::Client;
 use crate::diag::Diag;
-use crate::framework::Resource;
+use crate::framework::{CreateError, Resource};
 use crate::schema::{Attr, Schema};
 use crate::value::{Obj, ObjExt, Type, Value};
 
@@ -18,10 +18,10 @@ fn vc_obj(v: &pb::VirtualCluster) -> Obj {
         o.insert("virtual_k8s_id".into(), Value::str(id));
     }
     o.insert("display_name".into(), Value::str_or_null(&v.display_name));
-    o.insert("labels".into(), Value::string_map(&v.labels));
+    o.insert("labels".into(), Value::string_map_or_null(&v.labels));
     o.insert(
         "virtual_sites".into(),
-        Value::List(v.virtual_sites.iter().map(Value::str).collect()),
+        Value::string_list_or_null(&v.virtual_sites),
     );
     o.insert("server_url".into(), Value::str(&v.server_url));
     o.insert("uid".into(), Value::str(&v.uid));
@@ -94,7 +94,7 @@ impl Resource for VirtualK8s {
         d
     }
 
-    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, Diag> {
+    async fn create(&self, c: &Client, p: &Obj) -> Result<Obj, CreateError> {
         let v = api(
             "CreateVirtualCluster",
             c.clusters()
