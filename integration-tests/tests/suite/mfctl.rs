@@ -280,12 +280,18 @@ async fn mfctl_login_contexts_environment_and_exit_codes() {
                 &ca,
                 "--token-file",
                 "-",
+                // Saved as the short id `acme`.
                 "--tenant",
-                "acme",
+                "tenants/acme",
             ],
         )
         .await;
     assert_eq!(o.code, 0, "{}", o.stderr);
+    let saved = std::fs::read_to_string(m.config_file()).expect("config");
+    assert!(
+        saved.contains("tenant: acme") && !saved.contains("tenants/acme"),
+        "{saved}"
+    );
     let contexts = m.json(&["context", "list"]).await;
     assert_eq!(names(&contexts), ["default", "alice"], "{contexts}");
     assert_eq!(contexts[1]["current"], true);
@@ -311,11 +317,45 @@ async fn mfctl_login_contexts_environment_and_exit_codes() {
     m.ok(&["namespace", "create", "shop"]).await;
     let ns = m.json(&["namespace", "get", "shop"]).await;
     assert_eq!(ns["name"], "tenants/acme/namespaces/shop");
+    // `context set --tenant tenants/acme` saves `acme` too: short names
+    // resolve to tenants/acme/..., never tenants/tenants/acme/...
+    m.ok(&["context", "set", "--tenant", "tenants/acme", "-n", "shop"])
+        .await;
+    let saved = std::fs::read_to_string(m.config_file()).expect("config");
+    assert!(
+        saved.contains("tenant: acme") && !saved.contains("tenants/acme"),
+        "{saved}"
+    );
+    let current = m.json(&["context", "current"]).await;
+    assert_eq!(current["tenant"], "acme", "{current}");
+    assert_eq!(current["namespace"], "shop", "{current}");
+    m.json(&["vk8s", "list"]).await;
+    let alice = m.json(&["user", "get", "alice"]).await;
+    assert_eq!(alice["name"], "tenants/acme/users/alice", "{alice}");
+    m.json(&["token", "list", "alice"]).await;
+    m.json(&["audit", "list", "--limit", "1"]).await;
+    // Also when given on the command line.
+    let ns = m
+        .json(&["namespace", "get", "shop", "--tenant", "tenants/acme"])
+        .await;
+    assert_eq!(ns["name"], "tenants/acme/namespaces/shop");
 
     m.ok(&["context", "use", "default"]).await;
     assert_eq!(m.json(&["whoami"]).await["tenant"], "");
     m.ok(&["--context", "alice", "whoami"]).await;
-    m.fails(3, &["context", "use", "nobody"]).await;
+    // An unknown context is a configuration error (2) everywhere; 3 is the
+    // API's NOT_FOUND.
+    for args in [
+        &["context", "use", "nobody"][..],
+        &["context", "delete", "nobody"],
+        &["--context", "nobody", "context", "set", "--tenant", "acme"],
+        &["--context", "nobody", "whoami"],
+        &["--context", "nobody", "tenant", "list"],
+    ] {
+        let err = m.fails(2, args).await;
+        assert!(err.contains("no context named \"nobody\""), "{err}");
+        assert!(err.contains("known contexts: default, alice"), "{err}");
+    }
 
     // MANIFOLD_* override the current context, field by field.
     let o = m
@@ -394,6 +434,142 @@ async fn mfctl_login_contexts_environment_and_exit_codes() {
     }
     m.ok(&["context", "delete", "alice"]).await;
     assert_eq!(names(&m.json(&["context", "list"]).await), ["default"]);
+}
+
+/// A server that accepts TCP connections and never answers: `--timeout`
+/// bounds the TLS/HTTP/2 handshake too (exit 6), not just the TCP connect.
+#[tokio::test]
+async fn mfctl_connect_times_out_on_a_silent_server() {
+    let m = Mfctl::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr").to_string();
+    let ca = manifold_pki::Ca::generate().expect("CA");
+    let ca_file = m.home.path().join("ca.crt");
+    std::fs::write(&ca_file, ca.cert_pem()).expect("write CA");
+    let ca_file = ca_file.display().to_string();
+    let env = [
+        ("MANIFOLD_ENDPOINT", addr.as_str()),
+        ("MANIFOLD_CA_FILE", ca_file.as_str()),
+        ("MANIFOLD_TOKEN", "mf_whatever"),
+    ];
+    for args in [
+        &["tenant", "list", "--timeout", "2s"][..],
+        &[
+            "login",
+            "--endpoint",
+            &addr,
+            "--ca-file",
+            &ca_file,
+            "--token",
+            "mf_whatever",
+            "--timeout",
+            "2s",
+        ],
+    ] {
+        let started = std::time::Instant::now();
+        let o = m.run_with(&env, None, args).await;
+        let took = started.elapsed();
+        assert_eq!(o.code, 6, "{args:?}: {}", o.stderr);
+        assert!(
+            took < Duration::from_secs(20),
+            "{args:?}: bounded by the 2 s timeout, took {took:?}: {}",
+            o.stderr
+        );
+        assert!(
+            o.stderr.contains(&format!("https://{addr}")),
+            "{}",
+            o.stderr
+        );
+        assert!(o.stderr.contains("handshake"), "{}", o.stderr);
+        assert!(o.stderr.contains("--timeout"), "{}", o.stderr);
+    }
+    assert!(!m.config_file().exists(), "a failed login saves nothing");
+    drop(silent);
+}
+
+/// Checked before anything is sent: cleartext endpoints and durations that
+/// would overflow are usage errors (2) naming the flag or variable.
+#[tokio::test]
+async fn mfctl_refuses_cleartext_endpoints_and_overflowing_durations() {
+    let m = Mfctl::new();
+    // A listener that would take the token if it were sent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let http = format!("http://{addr}");
+
+    let o = m
+        .run_with(
+            &[
+                ("MANIFOLD_ENDPOINT", &http),
+                ("MANIFOLD_TOKEN", "mf_secret"),
+            ],
+            None,
+            &["tenant", "list"],
+        )
+        .await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("cleartext"), "{}", o.stderr);
+    assert!(o.stderr.contains("MANIFOLD_ENDPOINT"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("use https://{addr}")),
+        "{}",
+        o.stderr
+    );
+
+    let err = m
+        .fails(2, &["login", "--endpoint", &http, "--token", "mf_secret"])
+        .await;
+    assert!(err.contains("cleartext"), "{err}");
+    assert!(err.contains("--endpoint"), "{err}");
+    assert!(err.contains(&format!("use https://{addr}")), "{err}");
+    let err = m
+        .fails(
+            2,
+            &[
+                "login",
+                "--endpoint",
+                &http,
+                "--token",
+                "mf_secret",
+                "--no-verify",
+            ],
+        )
+        .await;
+    assert!(err.contains("cleartext"), "{err}");
+    assert!(!m.config_file().exists(), "nothing saved");
+    let nothing = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(
+        nothing.is_err(),
+        "mfctl connected to the cleartext endpoint"
+    );
+
+    for (flag, args) in [
+        ("--since", &["audit", "list", "--since", "999999999d"][..]),
+        (
+            "--until",
+            &["audit", "list", "--until", "18446744073709551615d"],
+        ),
+        (
+            "--timeout",
+            &["tenant", "list", "--timeout", "18446744073709551615d"],
+        ),
+        ("--timeout", &["--timeout", "999999999999999h", "whoami"]),
+        (
+            "--ttl",
+            &["token", "create", "alice", "--ttl", "999999999999999d"],
+        ),
+        (
+            "--ttl",
+            &["vk8s", "kubeconfig", "demo", "--ttl", "213503982334602d"],
+        ),
+    ] {
+        let err = m.fails(2, args).await;
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(err.contains("too long"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
 }
 
 #[tokio::test]

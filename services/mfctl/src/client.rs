@@ -10,17 +10,47 @@ use tonic::{
 };
 
 use crate::{
-    config::{ENV_CA_FILE, ENV_TOKEN, Resolved},
+    config::{ENV_CA_FILE, ENV_ENDPOINT, ENV_TOKEN, Resolved},
     error::{Error, Result},
 };
 
-/// `host:port` → `https://host:port`; explicit `http://` / `https://` kept.
-pub fn normalize_endpoint(endpoint: &str) -> String {
+/// `host:port` → `https://host:port`; `https://host:port` kept. Any other
+/// scheme is refused: the control plane only speaks TLS, and the bearer token
+/// must never be sent in cleartext. `source` names where the value came from
+/// (a flag, an environment variable, a context) for the error.
+pub fn normalize_endpoint(endpoint: &str, source: &str) -> Result<String> {
     let e = endpoint.trim().trim_end_matches('/');
-    if e.starts_with("https://") || e.starts_with("http://") {
-        e.to_owned()
+    let Some((scheme, rest)) = e.split_once("://") else {
+        return Ok(format!("https://{e}"));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(format!("https://{rest}")),
+        "http" => Err(Error::usage(
+            format!(
+                "refusing the cleartext endpoint {e:?} from {source}: the control plane only \
+                 speaks TLS, and the bearer token must never be sent unencrypted"
+            ),
+            Some(format!("use https://{rest} (or just {rest}) in {source}")),
+        )),
+        other => Err(Error::usage(
+            format!("unsupported scheme {other:?} in the endpoint {e:?} from {source}"),
+            Some(format!("use https://{rest} (or just {rest}) in {source}")),
+        )),
+    }
+}
+
+/// Where `settings.endpoint` came from, for errors.
+fn endpoint_source(settings: &Resolved) -> String {
+    if settings.from_env.contains(&ENV_ENDPOINT) {
+        ENV_ENDPOINT.to_owned()
     } else {
-        format!("https://{e}")
+        match &settings.context {
+            Some(c) => format!(
+                "the endpoint of context {c:?} (set it with `mfctl --context {c} login --endpoint`) \
+                 or {ENV_ENDPOINT}"
+            ),
+            None => format!("--endpoint / {ENV_ENDPOINT}"),
+        }
     }
 }
 
@@ -48,10 +78,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects (TLS trusting only the configured CA file) within `timeout`,
-    /// which also bounds every call made on the channel.
+    /// Connects (TLS trusting only the configured CA file) within `timeout`
+    /// (TCP connect, TLS and HTTP/2 handshakes together), which also bounds
+    /// every call made on the channel.
     pub async fn open(settings: &Resolved, timeout: Duration) -> Result<Conn> {
-        let url = normalize_endpoint(&settings.endpoint);
+        let url = normalize_endpoint(&settings.endpoint, &endpoint_source(settings))?;
         let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| {
                 Error::usage(
@@ -61,39 +92,47 @@ impl Conn {
             })?
             .connect_timeout(timeout)
             .timeout(timeout);
-        if url.starts_with("https://") {
-            let Some(ca_file) = &settings.ca_file else {
-                return Err(Error::usage(
-                    format!("no CA file to verify {url} with"),
-                    Some(format!(
-                        "pass the control plane's CA bundle (`.manifold/ca.crt` under `make run`) \
-                         with `mfctl login --ca-file FILE` or {ENV_CA_FILE}"
-                    )),
-                ));
-            };
-            let pem = std::fs::read(ca_file).map_err(|e| {
-                Error::usage(
-                    format!("cannot read the CA file {}: {e}", ca_file.display()),
-                    Some(format!(
-                        "point --ca-file / {ENV_CA_FILE} at the control plane's CA bundle"
-                    )),
-                )
-            })?;
-            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(Error::usage(
-                    format!("the CA file {} holds no PEM certificate", ca_file.display()),
-                    Some(format!(
-                        "point --ca-file / {ENV_CA_FILE} at the control plane's CA bundle \
-                         (`.manifold/ca.crt` under `make run`)"
-                    )),
-                ));
-            }
-            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| Error::usage(format!("TLS settings: {e}"), None))?;
+        let Some(ca_file) = &settings.ca_file else {
+            return Err(Error::usage(
+                format!("no CA file to verify {url} with"),
+                Some(format!(
+                    "pass the control plane's CA bundle (`.manifold/ca.crt` under `make run`) \
+                     with `mfctl login --ca-file FILE` or {ENV_CA_FILE}"
+                )),
+            ));
+        };
+        let pem = std::fs::read(ca_file).map_err(|e| {
+            Error::usage(
+                format!("cannot read the CA file {}: {e}", ca_file.display()),
+                Some(format!(
+                    "point --ca-file / {ENV_CA_FILE} at the control plane's CA bundle"
+                )),
+            )
+        })?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(Error::usage(
+                format!("the CA file {} holds no PEM certificate", ca_file.display()),
+                Some(format!(
+                    "point --ca-file / {ENV_CA_FILE} at the control plane's CA bundle \
+                     (`.manifold/ca.crt` under `make run`)"
+                )),
+            ));
         }
-        let channel = endpoint.connect().await.map_err(|e| {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| Error::usage(format!("TLS settings: {e}"), None))?;
+        // `connect_timeout` bounds only the TCP connect: a server that accepts
+        // and never answers would stall the TLS/HTTP/2 handshake forever.
+        let connected = tokio::time::timeout(timeout, endpoint.connect())
+            .await
+            .map_err(|_| Error::Connect {
+                endpoint: url.clone(),
+                cause: format!(
+                    "the server did not complete the handshake within {timeout:?} (--timeout)"
+                ),
+            })?;
+        let channel = connected.map_err(|e| {
             let mut cause = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
@@ -167,9 +206,26 @@ mod tests {
     #[test]
     fn endpoints_default_to_https() {
         assert_eq!(
-            normalize_endpoint("127.0.0.1:7443"),
+            normalize_endpoint("127.0.0.1:7443", "--endpoint").unwrap(),
             "https://127.0.0.1:7443"
         );
-        assert_eq!(normalize_endpoint("http://h:1/"), "http://h:1");
+        assert_eq!(
+            normalize_endpoint("HTTPS://h:1/", "--endpoint").unwrap(),
+            "https://h:1"
+        );
+    }
+
+    #[test]
+    fn cleartext_endpoints_are_refused() {
+        for e in ["http://h:1", "HTTP://h:1/"] {
+            let err = normalize_endpoint(e, "MANIFOLD_ENDPOINT").unwrap_err();
+            assert_eq!(err.exit(), crate::error::Exit::Usage);
+            let text = err.render(None, None);
+            assert!(text.contains("cleartext"), "{text}");
+            assert!(text.contains("MANIFOLD_ENDPOINT"), "{text}");
+            assert!(text.contains("use https://h:1"), "{text}");
+        }
+        let err = normalize_endpoint("grpc://h:1", "--endpoint").unwrap_err();
+        assert!(err.render(None, None).contains("--endpoint"));
     }
 }

@@ -207,7 +207,11 @@ pub fn resolve(config: &Config, path: &Path, wanted: Option<&str>) -> Result<Res
         endpoint,
         ca_file: ca_file.map(PathBuf::from),
         token,
-        tenant: base.as_ref().and_then(|c| c.tenant.clone()),
+        // Saved raw by older versions: `tenants/acme` means `acme`.
+        tenant: base
+            .as_ref()
+            .and_then(|c| c.tenant.as_deref())
+            .and_then(crate::names::tenant_id),
         namespace: base.as_ref().and_then(|c| c.namespace.clone()),
         from_env,
     })
@@ -235,5 +239,18 @@ mod tests {
         let back = Config::load(&path).unwrap();
         assert_eq!(back.contexts, c.contexts);
         assert_eq!(back.current_context.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn saved_full_tenant_names_resolve_to_short_ids() {
+        let mut c = Config::default();
+        c.upsert(Context {
+            name: "a".into(),
+            endpoint: "127.0.0.1:7443".into(),
+            tenant: Some("tenants/acme".into()),
+            ..Default::default()
+        });
+        let r = resolve(&c, Path::new("config.yaml"), Some("a")).unwrap();
+        assert_eq!(r.tenant.as_deref(), Some("acme"));
     }
 }

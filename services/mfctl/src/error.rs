@@ -17,14 +17,16 @@ pub enum Exit {
     /// The command line, the configuration or the request is invalid
     /// (clap usage errors, `INVALID_ARGUMENT`, `OUT_OF_RANGE`).
     Usage = 2,
-    /// `NOT_FOUND` (also what another tenant's resources look like).
+    /// The API returned `NOT_FOUND` (also what another tenant's resources look
+    /// like). Local lookups (an unknown context) are [`Exit::Usage`].
     NotFound = 3,
     /// `UNAUTHENTICATED` or `PERMISSION_DENIED`, or no token configured.
     Auth = 4,
     /// `ALREADY_EXISTS`, `ABORTED` (etag mismatch) or `FAILED_PRECONDITION`.
     Conflict = 5,
     /// The control plane cannot be reached or is overloaded (`UNAVAILABLE`,
-    /// `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, connection or TLS failures):
+    /// `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `CANCELLED`, connection or
+    /// TLS failures, no handshake within `--timeout`):
     /// retrying later may help.
     Unavailable = 6,
 }
@@ -40,11 +42,13 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
   1  other failure (internal error, local I/O)
-  2  invalid command line, configuration or request (INVALID_ARGUMENT)
-  3  not found (NOT_FOUND)
+  2  invalid command line, configuration (e.g. an unknown context) or request
+     (INVALID_ARGUMENT, OUT_OF_RANGE)
+  3  not found: the API returned NOT_FOUND
   4  not authenticated or not allowed (UNAUTHENTICATED, PERMISSION_DENIED)
   5  conflict (ALREADY_EXISTS, ABORTED etag mismatch, FAILED_PRECONDITION)
-  6  control plane unreachable or busy (UNAVAILABLE, DEADLINE_EXCEEDED, TLS)
+  6  control plane unreachable or busy (connection/TLS failure, UNAVAILABLE,
+     DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, CANCELLED)
 
 Environment: MANIFOLD_ENDPOINT, MANIFOLD_CA_FILE and MANIFOLD_TOKEN override the
 current context; MFCTL_CONFIG names the config file (default
@@ -262,7 +266,12 @@ fn status_source_text(status: &Status) -> String {
 
 fn connect_hint(cause: &str) -> String {
     let c = cause.to_ascii_lowercase();
-    if c.contains("certificate") || c.contains("tls") || c.contains("issuer") {
+    if c.contains("did not complete the handshake") {
+        "something accepted the connection but did not answer as the control plane: check \
+         the endpoint with `mfctl context current` or MANIFOLD_ENDPOINT; raise --timeout on \
+         slow links"
+            .to_owned()
+    } else if c.contains("certificate") || c.contains("tls") || c.contains("issuer") {
         "the server's certificate is not trusted: pass the control plane's CA bundle \
          (`.manifold/ca.crt` under `make run`) with `mfctl login --ca-file FILE` or \
          MANIFOLD_CA_FILE"
@@ -286,6 +295,22 @@ mod tests {
         assert_eq!(exit_for(Code::Aborted) as u8, 5);
         assert_eq!(exit_for(Code::InvalidArgument) as u8, 2);
         assert_eq!(exit_for(Code::Unavailable) as u8, 6);
+        assert_eq!(exit_for(Code::ResourceExhausted) as u8, 6);
+        assert_eq!(exit_for(Code::Cancelled) as u8, 6);
+        assert_eq!(exit_for(Code::DeadlineExceeded) as u8, 6);
+    }
+
+    #[test]
+    fn help_lists_every_code_mapped_to_unavailable() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Cancelled,
+        ] {
+            assert_eq!(exit_for(code), Exit::Unavailable);
+            assert!(EXIT_CODES_HELP.contains(code_name(code)), "{code:?}");
+        }
     }
 
     #[test]

@@ -152,12 +152,17 @@ impl Ctx {
             .or_else(|| self.resolved.as_ref().map(|r| r.endpoint.clone()))
     }
 
-    /// `--tenant`, else the context's default tenant (a short id).
+    /// `--tenant`, else the context's default tenant, as a short id (`acme`,
+    /// whether given as `acme` or `tenants/acme`).
     pub fn tenant(&mut self) -> Result<String> {
-        if let Some(t) = &self.globals.tenant {
-            return Ok(names::strip("tenants/", t));
+        if let Some(t) = self.globals.tenant.as_deref().and_then(names::tenant_id) {
+            return Ok(t);
         }
-        let t = self.settings()?.tenant.clone();
+        let t = self
+            .settings()?
+            .tenant
+            .as_deref()
+            .and_then(names::tenant_id);
         t.ok_or_else(|| {
             Error::usage(
                 "which tenant? the name is a short id and no tenant is set",

@@ -8,6 +8,14 @@ pub fn strip(prefix: &str, s: &str) -> String {
     s.strip_prefix(prefix).unwrap_or(s).to_owned()
 }
 
+/// A tenant as saved in a context or given to `--tenant`: `acme`,
+/// `tenants/acme` and ` tenants/acme/ ` all → `acme`; empty → `None`.
+pub fn tenant_id(arg: &str) -> Option<String> {
+    let t = arg.trim();
+    let t = t.strip_prefix("tenants/").unwrap_or(t).trim_matches('/');
+    Some(t.to_owned()).filter(|t| !t.is_empty())
+}
+
 /// `acme` or `tenants/acme` → `tenants/acme`.
 pub fn tenant(arg: &str) -> String {
     format!("tenants/{}", strip("tenants/", arg))
@@ -68,5 +76,14 @@ mod tests {
         assert_eq!(split_create("b", "namespaces"), None);
         assert_eq!(tenant("tenants/acme"), "tenants/acme");
         assert_eq!(site("x"), "sites/x");
+    }
+
+    #[test]
+    fn tenant_ids_are_normalised() {
+        assert_eq!(tenant_id("acme").as_deref(), Some("acme"));
+        assert_eq!(tenant_id("tenants/acme").as_deref(), Some("acme"));
+        assert_eq!(tenant_id(" tenants/acme/ ").as_deref(), Some("acme"));
+        assert_eq!(tenant_id(""), None);
+        assert_eq!(tenant_id("tenants/"), None);
     }
 }

@@ -181,25 +181,39 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// Parses `90s`, `15m`, `24h`, `30d` or plain seconds.
+/// Longest duration [`parse_duration`] accepts: 100 years, far beyond any
+/// timeout or token lifetime, and small enough that adding it to or
+/// subtracting it from the current time cannot overflow.
+pub const MAX_DURATION_SECS: u64 = 100 * 366 * 86_400;
+
+/// Parses `90s`, `15m`, `24h`, `30d` or plain seconds (at most
+/// [`MAX_DURATION_SECS`]).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 24h or 30d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let scale: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => {
             return Err(format!(
                 "unknown unit {unit:?} in {text:?}: use s, m, h or d"
             ));
         }
     };
-    Ok(Duration::from_secs(secs))
+    n.checked_mul(scale)
+        .filter(|&secs| secs <= MAX_DURATION_SECS)
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is too long: at most {}d",
+                MAX_DURATION_SECS / 86_400
+            )
+        })
 }
 
 /// Parses `key=value`.
@@ -264,5 +278,23 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("2w").is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for text in [
+            "999999999d",
+            "213503982334602d",
+            "18446744073709551615d",
+            "18446744073709551615h",
+            "99999999999999999999",
+        ] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains(text), "{text}: {err}");
+        }
+        assert_eq!(
+            parse_duration("36600d").unwrap(),
+            Duration::from_secs(MAX_DURATION_SECS)
+        );
     }
 }

@@ -66,10 +66,19 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    let age = parse_duration(text)
-        .map_err(|_| format!("{text:?} is neither an age like 1h or 7d nor an RFC 3339 time"))?;
-    let age = chrono::Duration::from_std(age).map_err(|e| e.to_string())?;
-    Ok(Utc::now() - age)
+    if text.trim().starts_with(|c: char| c.is_ascii_digit())
+        && text.trim().chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        // An age: report why it is wrong (unknown unit, too long).
+        let age = parse_duration(text)?;
+        return chrono::Duration::from_std(age)
+            .ok()
+            .and_then(|age| Utc::now().checked_sub_signed(age))
+            .ok_or_else(|| format!("{text:?} is too long ago"));
+    }
+    Err(format!(
+        "{text:?} is neither an age like 1h or 7d nor an RFC 3339 time"
+    ))
 }
 
 fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -186,5 +195,27 @@ impl Render for Event {
 
     fn name(&self) -> String {
         self.0.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_and_until_parse_without_panicking() {
+        let t = parse_time("1h").unwrap();
+        let expected = Utc::now() - chrono::Duration::hours(1);
+        assert!((t - expected).num_seconds().abs() < 5, "{t}");
+        assert_eq!(
+            parse_time("2024-01-02T03:04:05Z").unwrap().to_rfc3339(),
+            "2024-01-02T03:04:05+00:00"
+        );
+        for text in ["999999999d", "18446744073709551615d", "36601d"] {
+            let err = parse_time(text).unwrap_err();
+            assert!(err.contains("too long"), "{text}: {err}");
+        }
+        assert!(parse_time("2w").unwrap_err().contains("unit"));
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
     }
 }

@@ -7,6 +7,7 @@ use crate::{
     Ctx,
     config::{self, Config},
     error::{Error, Result},
+    names,
     output::{self, Format, Render},
 };
 
@@ -106,7 +107,7 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
                 return Err(unknown(&cfg, &name, &path));
             };
             if let Some(t) = &ctx.globals.tenant {
-                c.tenant = Some(t.clone()).filter(|t| !t.is_empty());
+                c.tenant = names::tenant_id(t);
             }
             if let Some(n) = &ctx.globals.namespace {
                 c.namespace = Some(n.clone()).filter(|n| !n.is_empty());
@@ -133,15 +134,16 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
 
 fn unknown(cfg: &Config, name: &str, path: &std::path::Path) -> Error {
     let known: Vec<&str> = cfg.contexts.iter().map(|c| c.name.as_str()).collect();
-    Error::Local {
-        exit: crate::error::Exit::NotFound,
-        message: format!("no context named {name:?} in {}", path.display()),
-        hint: Some(if known.is_empty() {
+    // A configuration error (2), as with `--context NAME`: exit code 3 is
+    // reserved for the API's NOT_FOUND.
+    Error::usage(
+        format!("no context named {name:?} in {}", path.display()),
+        Some(if known.is_empty() {
             "create one with `mfctl login --context NAME`".into()
         } else {
             format!("known contexts: {}", known.join(", "))
         }),
-    }
+    )
 }
 
 struct Row {
@@ -159,7 +161,10 @@ impl Render for Row {
             if self.current { "*" } else { "" }.into(),
             c.name.clone(),
             c.endpoint.clone(),
-            c.tenant.clone().unwrap_or_default(),
+            c.tenant
+                .as_deref()
+                .and_then(names::tenant_id)
+                .unwrap_or_default(),
             c.namespace.clone().unwrap_or_default(),
         ]
     }
@@ -172,7 +177,7 @@ impl Render for Row {
             "endpoint": c.endpoint,
             "caFile": c.ca_file.as_ref().map(|p| p.display().to_string()),
             "tokenSet": c.token.is_some(),
-            "tenant": c.tenant,
+            "tenant": c.tenant.as_deref().and_then(names::tenant_id),
             "namespace": c.namespace,
         })
     }

@@ -10,6 +10,7 @@ use crate::{
     client::{Conn, normalize_endpoint},
     config::{self, Config, Context},
     error::{Error, Exit, Result},
+    names,
 };
 
 /// The context is named by the global `--context` (default: the current
@@ -47,7 +48,8 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
 
     let endpoint = args
         .endpoint
-        .map(|e| normalize_endpoint(&e))
+        .map(|e| normalize_endpoint(&e, &format!("--endpoint / {}", config::ENV_ENDPOINT)))
+        .transpose()?
         .or_else(|| Some(existing.endpoint.clone()).filter(|e| !e.is_empty()))
         .ok_or_else(|| {
             Error::usage(
@@ -90,12 +92,10 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
         endpoint,
         ca_file,
         token: Some(token),
-        tenant: ctx
-            .globals
-            .tenant
-            .clone()
-            .or(existing.tenant)
-            .filter(|t| !t.is_empty()),
+        tenant: match &ctx.globals.tenant {
+            Some(t) => names::tenant_id(t),
+            None => existing.tenant.as_deref().and_then(names::tenant_id),
+        },
         namespace: ctx
             .globals
             .namespace
