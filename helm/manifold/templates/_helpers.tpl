@@ -60,6 +60,10 @@ app.kubernetes.io/part-of: manifold
 {{- default (printf "%s-database" (include "manifold.fullname" .)) .Values.database.existingSecret -}}
 {{- end -}}
 
+{{- define "manifold.adminTokenSecret" -}}
+{{- default (printf "%s-admin-token" (include "manifold.fullname" .)) .Values.bootstrapToken.existingSecret -}}
+{{- end -}}
+
 {{- define "manifold.caSecret" -}}
 {{- default (printf "%s-ca" (include "manifold.fullname" .)) .Values.tls.ca.existingSecret -}}
 {{- end -}}

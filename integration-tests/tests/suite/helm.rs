@@ -367,7 +367,42 @@ fn helm_manifold_defaults_render_one_deployment_per_service() {
         "keep"
     );
     assert!(ca["data"]["ca.crt"].is_string() && ca["data"]["ca.key"].is_string());
-    assert_eq!(r.of_kind("Secret").len(), 1, "{:?}", r.summary());
+    // The operator's first token: generated once, kept, well formed, and
+    // mounted (read-only) only into tenancy pods as the bootstrap token file.
+    let token = r.named("Secret", "mf-manifold-admin-token");
+    assert_eq!(
+        token["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let encoded = token["data"]["admin.token"].as_str().expect("admin.token");
+    let decoded = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+            .expect("base64"),
+    )
+    .expect("UTF-8 token");
+    let parts: Vec<&str> = decoded.split('_').collect();
+    assert!(
+        parts.len() == 3
+            && parts[0] == "mft"
+            && parts[1].len() == 16
+            && parts[2].len() == 64
+            && parts[1..]
+                .iter()
+                .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{decoded}"
+    );
+    for d in r.of_kind("Deployment") {
+        let name = d["metadata"]["name"].as_str().unwrap_or_default();
+        let env = containers(d)[0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let has = env
+            .iter()
+            .any(|e| e["name"] == "MANIFOLD__AUTH__BOOTSTRAP_TOKEN_FILE");
+        assert_eq!(has, name.ends_with("-tenancy"), "{name}");
+    }
+    assert_eq!(r.of_kind("Secret").len(), 2, "{:?}", r.summary());
     assert!(
         r.notes
             .contains("create secret generic mf-manifold-database"),

@@ -200,10 +200,7 @@ async fn typed_api_with_every_patch_type_and_subresource() {
         .await
         .unwrap();
     assert_eq!(with_status.status.unwrap().ready_replicas, Some(7));
-    assert_eq!(
-        deploys.get("web").await.unwrap().spec.replicas,
-        Some(7)
-    );
+    assert_eq!(deploys.get("web").await.unwrap().spec.replicas, Some(7));
 
     // Dry run stores nothing; 404s come back typed.
     let dry = PostParams {

@@ -752,3 +752,34 @@ async fn data_and_ca_survive_a_restart() {
         .into_inner();
     assert_eq!(t.display_name, "keep corp");
 }
+
+/// A bootstrap token provisioned ahead of time (a Kubernetes Secret mounted
+/// read-only as the token file) becomes the operator's token; a malformed
+/// file is replaced by a minted token instead of being trusted.
+#[tokio::test]
+async fn a_provisioned_bootstrap_token_is_adopted() {
+    use std::os::unix::fs::PermissionsExt;
+    let provisioned = format!("mft_{}_{}", "0123456789abcdef", "ab".repeat(32));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin.token");
+    std::fs::write(&file, format!("{provisioned}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let url = manifold_integration_tests::fresh_database().await.unwrap();
+    let app = TestApp::start(url, dir).await.unwrap();
+    assert_eq!(app.admin_token, provisioned);
+    let mut c = clients(&app).await;
+    let me = c
+        .authz
+        .who_am_i(authed(&provisioned, WhoAmIRequest {}))
+        .await
+        .expect("the provisioned token works")
+        .into_inner();
+    assert_eq!(me.user, "users/admin", "{me:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), "not-a-token\n").unwrap();
+    let url = manifold_integration_tests::fresh_database().await.unwrap();
+    let app = TestApp::start(url, dir).await.unwrap();
+    assert!(app.admin_token.starts_with("mft_"), "minted instead");
+    assert_ne!(app.admin_token, "not-a-token");
+}

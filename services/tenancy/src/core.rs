@@ -96,7 +96,15 @@ impl Core {
     /// Creates a system-admin user and token when no usable system-admin token
     /// exists, and writes the secret to `token_file` (mode 0600). Safe to run
     /// from several replicas at once.
+    ///
+    /// When `token_file` already holds a well-formed token (`mft_<16 hex>_<hex>`,
+    /// e.g. a Kubernetes Secret generated at install), that token becomes the
+    /// bootstrap token and the file is left alone (it may be read-only).
     pub async fn bootstrap(&self, token_file: &Path) -> Result<bool, BootstrapError> {
+        let provisioned = std::fs::read_to_string(token_file)
+            .ok()
+            .and_then(|text| crate::domain::provisioned_secret(&text));
+        let provided = provisioned.is_some();
         let secret: Option<String> =
             manifold_db::transaction!(self.db, "bootstrap", Scope::System, TenancyError, |tx| {
                 sqlx::query("SELECT pg_advisory_xact_lock(hashtext('manifold.tenancy.bootstrap'))")
@@ -133,12 +141,16 @@ impl Core {
                     )
                     .await?;
                 }
-                let secret = new_secret();
+                let secret = provisioned.clone().unwrap_or_else(new_secret);
                 let expire = Utc::now() + chrono::Duration::days(365);
                 store::insert_token(tx, &user, None, &secret, "bootstrap", "", expire).await?;
                 Ok(Some(secret.bearer))
             })?;
         match secret {
+            Some(_) if provided => {
+                tracing::info!(file = %token_file.display(), "bootstrapped the provisioned system-admin token");
+                Ok(true)
+            }
             Some(s) => {
                 write_secret_file(token_file, &s)?;
                 tracing::info!(file = %token_file.display(), "bootstrapped a system-admin token");

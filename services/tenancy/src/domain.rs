@@ -286,6 +286,7 @@ impl TokenRecord {
 
 /// A freshly minted bearer secret: `mft_<token_id>_<secret>`. The token id is
 /// the public lookup key; only SHA-256 of the secret half is stored.
+#[derive(Clone)]
 pub struct NewSecret {
     pub token_id: String,
     pub bearer: String,
@@ -306,6 +307,19 @@ pub fn new_secret() -> NewSecret {
         hash: hash_secret(&secret),
         token_id,
     }
+}
+
+/// A bearer provisioned ahead of time (e.g. a Kubernetes Secret mounted as
+/// the bootstrap token file), in the form [`new_secret`] produces.
+pub fn provisioned_secret(bearer: &str) -> Option<NewSecret> {
+    let bearer = bearer.trim();
+    let (id, secret) = split_bearer(bearer)?;
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(id) && hex(secret) && secret.len() >= 32).then(|| NewSecret {
+        bearer: bearer.to_owned(),
+        hash: hash_secret(secret),
+        token_id: id.to_owned(),
+    })
 }
 
 /// Splits a bearer into (token id, secret half).
