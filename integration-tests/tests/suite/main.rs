@@ -16,5 +16,6 @@ mod rls;
 mod site_agent;
 mod sites;
 mod tenancy;
+mod tenant_deletion;
 mod terraform;
 mod vk8s_grpc;

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod connect;
+pub mod deletions;
 mod error;
 mod metrics;
 

@@ -51,6 +51,23 @@ impl Audit {
         }
     }
 
+    /// Starts the tenant-deletion cleaner until `stop` resolves: every
+    /// deleted tenant's name is recorded with its deletion time, so a tenant
+    /// later created under that name reads only its own events (the older
+    /// ones stay, for operators, in system scope). One replica per pass.
+    pub fn spawn_tenant_cleaner(
+        &self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let db = self.api.db.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop => {}
+                _ = run_tenant_cleaner(db) => {}
+            }
+        })
+    }
+
     /// Where this process records mutating calls.
     pub fn sink(&self) -> AuditSink {
         self.sink.clone()
@@ -64,5 +81,30 @@ impl Audit {
                 self.api.clone(),
             ),
         );
+    }
+}
+
+async fn run_tenant_cleaner(db: Db) {
+    use manifold_db::deletions::{self, Cleaner};
+    loop {
+        tokio::time::sleep(deletions::POLL_INTERVAL).await;
+        let result = manifold_db::transaction!(
+            db,
+            "audit_tenant_deletion",
+            manifold_db::Scope::System,
+            AuditError,
+            |tx| {
+                for d in deletions::claim(tx, Cleaner::Audit, None, 32).await? {
+                    if d.namespace.is_none() {
+                        store::record_tenant_deletion(tx, &d.tenant, d.delete_time).await?;
+                    }
+                    deletions::done(tx, Cleaner::Audit, d.id).await?;
+                }
+                Ok(())
+            }
+        );
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "recording deleted tenants in the audit log");
+        }
     }
 }

@@ -120,6 +120,10 @@ pub async fn list(tx: &mut Tx, query: &Query) -> Result<Vec<StoredEvent>, DbErro
                 code, success, message, request_id, trace_id
            FROM audit.events
           WHERE ($1::text IS NULL OR tenant = $1)
+            -- A tenant re-created under a deleted one's name: only its own.
+            AND ($1::text IS NULL OR time > coalesce(
+                (SELECT max(d.delete_time) FROM audit.tenant_deletions d WHERE d.tenant = $1),
+                '-infinity'))
             AND ($2::timestamptz IS NULL OR time >= $2)
             AND ($3::timestamptz IS NULL OR time < $3)
             AND ($4::text IS NULL OR actor = $4)
@@ -166,4 +170,22 @@ pub async fn list(tx: &mut Tx, query: &Query) -> Result<Vec<StoredEvent>, DbErro
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(DbError::from)
+}
+
+/// Records that tenant `tenant` was deleted at `delete_time`: tenant-scoped
+/// reads of that name no longer show events up to then.
+pub async fn record_tenant_deletion(
+    tx: &mut Tx,
+    tenant: &str,
+    delete_time: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO audit.tenant_deletions (tenant, delete_time) VALUES ($1, $2) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(delete_time)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

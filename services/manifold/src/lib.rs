@@ -376,6 +376,24 @@ pub async fn start_with(
             served.map_err(ServeError::from)
         });
     }
+    // Tenant deletion: each service purges its own schema of deleted tenants
+    // (the gateway's and replication's cleaners run in their background
+    // tasks above and below); every process runs the audit log's.
+    {
+        let mut cleaners = vec![audit.spawn_tenant_cleaner({
+            let token = shutdown.clone();
+            async move { token.cancelled().await }
+        })];
+        if runs("sites") {
+            cleaners.push(site_registry.spawn_tenant_cleaner(shutdown.clone()));
+        }
+        tasks.spawn(async move {
+            for cleaner in cleaners {
+                let _ = cleaner.await;
+            }
+            Ok(())
+        });
+    }
     if let Some(replication) = &replication {
         let background = replication.spawn_background(shutdown.clone());
         tasks.spawn(async move {

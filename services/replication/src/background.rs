@@ -22,6 +22,10 @@ const PURGE_LOCK: i64 = 0x6d66_7265_706c_0002;
 /// How often pending cursors are written.
 const CURSOR_FLUSH: Duration = Duration::from_millis(500);
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Observed state of a deleted tenant is dropped this long after the gateway
+/// deleted its virtual clusters: placement (polled every 2 s) has let go of
+/// them by then, so sites' late reports on them are refused, not stored.
+const DELETED_TENANT_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(shared: Arc<Shared>) {
     let stop = shared.stop.clone();
@@ -42,6 +46,7 @@ pub async fn run(shared: Arc<Shared>) {
         mark_offline(&shared),
         listen(&shared),
         purge_tombstones(&shared),
+        purge_deleted_tenants(&shared),
     );
 }
 
@@ -275,6 +280,40 @@ async fn purge_tombstones(shared: &Shared) {
         );
         if let Err(e) = result {
             tracing::warn!(error = %e, "purging pod tombstones");
+        }
+    }
+}
+
+/// Drops observed state of deleted tenants and namespaces (one replica per
+/// pass, by the cleaner's advisory lock).
+async fn purge_deleted_tenants(shared: &Shared) {
+    use manifold_db::deletions::{self, Cleaner};
+    loop {
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            _ = tokio::time::sleep(deletions::POLL_INTERVAL) => {}
+        }
+        let result = manifold_db::transaction!(
+            shared.db,
+            "replication_tenant_deletion",
+            Scope::System,
+            ReplicationError,
+            |tx| {
+                let after = Some((Cleaner::Gateway, DELETED_TENANT_GRACE));
+                for d in deletions::claim(tx, Cleaner::Replication, after, 8).await? {
+                    let rows = storage::tenants::purge(tx, &d).await?;
+                    deletions::done(tx, Cleaner::Replication, d.id).await?;
+                    tracing::info!(
+                        deleted = %d.resource(),
+                        rows,
+                        "dropped the observed state of a deleted tenant or namespace"
+                    );
+                }
+                Ok(())
+            }
+        );
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "dropping deleted tenants' observed state");
         }
     }
 }

@@ -71,6 +71,16 @@ impl SiteRegistry {
         self.core.is_certificate_revoked(cert_der).await
     }
 
+    /// Starts the tenant-deletion cleaner (where the registry service runs):
+    /// deleted tenants' virtual sites go, their own sites are decommissioned.
+    pub fn spawn_tenant_cleaner(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let core = self.core.clone();
+        tokio::spawn(async move { core.run_tenant_cleaner(shutdown).await })
+    }
+
     pub fn add_to(&self, routes: &mut tonic::service::RoutesBuilder) {
         let c = &self.core;
         routes

@@ -59,6 +59,13 @@ impl TenancyClient {
         }
     }
 
+    /// Drops cached uids of `tenants` (names of deleted tenants).
+    pub async fn forget(&self, tenants: &[String]) {
+        for t in tenants {
+            self.tenant_ids.invalidate(t).await;
+        }
+    }
+
     /// The uid of tenant `tenant` (`acme`), asked with the caller's token: a
     /// tenant the caller cannot see is NOT_FOUND.
     pub async fn tenant_uid(&self, tenant: &str, token: &str) -> Result<Uuid, SiteError> {

@@ -184,9 +184,24 @@ impl Gateway {
                 core.db.clone(),
                 core.config.log_retention_revisions,
                 core.config.compaction_interval,
-                shutdown,
+                shutdown.clone(),
             );
-            tokio::join!(hub, compactor, ends_streams);
+            let cleaner = run_tenant_cleaner(core.clone(), shutdown.clone());
+            tokio::join!(hub, compactor, ends_streams, cleaner);
         })
+    }
+}
+
+/// Purges deleted tenants' and namespaces' virtual clusters (through the
+/// change log) every second; one replica per pass (advisory lock).
+async fn run_tenant_cleaner(core: Arc<core::Core>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(manifold_db::deletions::POLL_INTERVAL) => {}
+        }
+        if let Err(e) = core.purge_deleted_tenants().await {
+            tracing::warn!(error = %e, "purging deleted tenants' virtual clusters");
+        }
     }
 }

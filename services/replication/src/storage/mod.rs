@@ -7,6 +7,7 @@ pub mod objects;
 pub mod pods;
 pub mod report;
 pub mod sites;
+pub mod tenants;
 
 /// Pod writes notify this channel with the vK8s name (WatchPods wakes).
 pub const PODS_CHANNEL: &str = "replication_pods";

@@ -2,6 +2,7 @@
 //! tenancy client, the CA, and the rules about who sees and manages what.
 //! Handlers call these functions with domain types only.
 
+pub mod cleanup;
 pub mod registration;
 pub mod sites;
 pub mod virtual_sites;

@@ -243,3 +243,30 @@ pub async fn live_candidates(
         })
         .collect())
 }
+
+/// Decommissions every site of a deleted tenant (as [`decommission`] does
+/// for one: certificates revoked, unused registration tokens dropped);
+/// returns their names. System scope.
+pub async fn decommission_tenant(tx: &mut Tx, tenant_id: Uuid) -> Result<Vec<String>, SiteError> {
+    let rows = sqlx::query(
+        "UPDATE sites.sites SET state = 'decommissioned', decommission_time = now(), \
+         version = version + 1, update_time = now() \
+         WHERE tenant_id = $1 AND state <> 'decommissioned' RETURNING id, name",
+    )
+    .bind(tenant_id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    let mut names = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: Uuid = r.get("id");
+        super::credentials::revoke_certs(tx, id, None).await?;
+        sqlx::query("DELETE FROM sites.registration_tokens WHERE site_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(DbError::from)?;
+        names.push(r.get("name"));
+    }
+    Ok(names)
+}

@@ -152,3 +152,24 @@ pub async fn delete(tx: &mut Tx, current: &VirtualSiteRecord) -> Result<(), Site
     }
     Ok(())
 }
+
+/// Deletes the virtual sites of a deleted tenant (in `namespace` only, when
+/// given) created before `before`; returns how many.
+pub async fn delete_deleted(
+    tx: &mut Tx,
+    tenant_id: Uuid,
+    namespace: Option<&str>,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, SiteError> {
+    let done = sqlx::query(
+        "DELETE FROM sites.virtual_sites \
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR namespace = $2) AND create_time <= $3",
+    )
+    .bind(tenant_id)
+    .bind(namespace)
+    .bind(before)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    Ok(done.rows_affected())
+}

@@ -213,7 +213,10 @@ impl pb::tenant_service_server::TenantService for Tenants {
                         tenant_name(&tenant)
                     )));
                 }
-                store::delete_tenant(tx, current.id).await
+                store::delete_tenant(tx, current.id).await?;
+                // The other services purge their schemas from this record.
+                manifold_db::deletions::record(tx, current.id, &tenant, None).await?;
+                Ok(())
             }
         )?;
         self.0.access_changed();
@@ -354,7 +357,9 @@ impl pb::namespace_service_server::NamespaceService for Namespaces {
             |tx| {
                 let t = store::enter_tenant(tx, tenant).await?;
                 let current = store::get_namespace(tx, &t, ns).await?;
-                store::delete_namespace(tx, &current, expected).await
+                store::delete_namespace(tx, &current, expected).await?;
+                manifold_db::deletions::record(tx, t.id, tenant, Some(ns)).await?;
+                Ok(())
             }
         )?;
         self.0.access_changed();

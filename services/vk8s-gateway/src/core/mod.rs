@@ -3,6 +3,7 @@
 //! writes, lists and watch starts. It speaks domain types; the adapters turn
 //! protos and HTTP requests into them.
 
+pub mod cleanup;
 pub mod clusters;
 pub mod list;
 pub mod objects;

@@ -15,7 +15,8 @@ use crate::error::{GatewayError, Target};
 pub struct TenancyClient {
     channel: Channel,
     /// Tenant name → uid. A tenant's uid never changes; a deleted and
-    /// re-created tenant gets a new one, noticed when the entry expires.
+    /// re-created tenant gets a new one: deleted names are dropped by the
+    /// tenant-deletion pass ([`TenancyClient::forget`]).
     tenant_ids: moka::future::Cache<String, Uuid>,
 }
 
@@ -52,6 +53,13 @@ impl TenancyClient {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+        }
+    }
+
+    /// Drops cached uids of `tenants` (names of deleted tenants).
+    pub async fn forget(&self, tenants: &[String]) {
+        for t in tenants {
+            self.tenant_ids.invalidate(t).await;
         }
     }
 

@@ -156,3 +156,25 @@ pub async fn lock(tx: &mut Tx, id: Uuid) -> Result<Option<i64>, DbError> {
         .await?;
     Ok(row.map(|r| r.get("version")))
 }
+
+/// The clusters of tenant `tenant_id` (in `namespace` only, when given)
+/// created before `before`, locked: what a tenant or namespace deletion
+/// removes (a namespace re-created under the same name keeps its new ones).
+pub async fn lock_deleted(
+    tx: &mut Tx,
+    tenant_id: Uuid,
+    namespace: Option<&str>,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<VirtualCluster>, DbError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLS} FROM vk8s.virtual_clusters \
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR namespace = $2) AND create_time <= $3 \
+         ORDER BY id FOR UPDATE"
+    )))
+    .bind(tenant_id)
+    .bind(namespace)
+    .bind(before)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().map(row_to_cluster).collect())
+}
