@@ -642,7 +642,7 @@ async fn mfctl_crud_for_every_resource_group() {
     m.json(&["tenant", "update", "acme", "--state", "active"])
         .await;
 
-    // Namespaces (no update in the API).
+    // Namespaces.
     m.ok(&["namespace", "create", "shop", "--tenant", "acme"])
         .await;
     m.ok(&[
@@ -661,6 +661,27 @@ async fn mfctl_crud_for_every_resource_group() {
             "tenants/acme/namespaces/shop"
         ]
     );
+    let lab = m
+        .json(&["namespace", "get", "lab", "--tenant", "acme"])
+        .await;
+    let relabelled = m
+        .json(&[
+            "namespace",
+            "update",
+            "lab",
+            "--tenant",
+            "acme",
+            "--label",
+            "tier=2",
+            "--remove-label",
+            "team",
+            "--display-name",
+            "Lab",
+        ])
+        .await;
+    assert_eq!(relabelled["uid"], lab["uid"], "updated in place");
+    assert_eq!(relabelled["labels"], serde_json::json!({"tier": "2"}));
+    assert_eq!(relabelled["displayName"], "Lab", "{relabelled}");
     m.ok(&["namespace", "delete", "lab", "--tenant", "acme"])
         .await;
     m.fails(3, &["namespace", "get", "lab", "--tenant", "acme"])

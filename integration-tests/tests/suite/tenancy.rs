@@ -783,3 +783,91 @@ async fn a_provisioned_bootstrap_token_is_adopted() {
     assert!(app.admin_token.starts_with("mft_"), "minted instead");
     assert_ne!(app.admin_token, "not-a-token");
 }
+
+/// Namespaces are relabelled in place (replacing one would delete every
+/// vK8s in it), with the etag guarding concurrent writers.
+#[tokio::test]
+async fn namespaces_update_in_place_with_etags() {
+    let app = TestApp::spawn().await.unwrap();
+    let admin = app.admin_token.clone();
+    let mut c = clients(&app).await;
+    create_tenant(&mut c, &admin, "acme").await;
+    let ns = create_namespace(&mut c, &admin, "acme", "shop").await;
+    let mut labels = std::collections::HashMap::new();
+    labels.insert("team".to_owned(), "web".to_owned());
+    let updated = c
+        .namespaces
+        .update_namespace(authed(
+            &admin,
+            UpdateNamespaceRequest {
+                namespace: Some(Namespace {
+                    name: ns.name.clone(),
+                    labels: labels.clone(),
+                    etag: ns.etag.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["labels".into()],
+                }),
+            },
+        ))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.uid, ns.uid, "the same namespace, not a new one");
+    assert_eq!(updated.labels, labels);
+    assert_eq!(updated.display_name, ns.display_name);
+    assert_ne!(updated.etag, ns.etag);
+
+    // The old etag is stale now; an unknown path names the field.
+    let stale = c
+        .namespaces
+        .update_namespace(authed(
+            &admin,
+            UpdateNamespaceRequest {
+                namespace: Some(Namespace {
+                    name: ns.name.clone(),
+                    display_name: "Shop".into(),
+                    etag: ns.etag.clone(),
+                    ..Default::default()
+                }),
+                update_mask: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    let bad = c
+        .namespaces
+        .update_namespace(authed(
+            &admin,
+            UpdateNamespaceRequest {
+                namespace: Some(Namespace {
+                    name: ns.name.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["uid".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("update_mask"), "{bad:?}");
+    let missing = c
+        .namespaces
+        .update_namespace(authed(
+            &admin,
+            UpdateNamespaceRequest {
+                namespace: Some(Namespace {
+                    name: "tenants/acme/namespaces/nope".into(),
+                    ..Default::default()
+                }),
+                update_mask: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}

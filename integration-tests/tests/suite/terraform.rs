@@ -356,6 +356,7 @@ async fn terraform_manages_tenant_to_vk8s_and_kubectl_deploys() {
         tf.planned_changes().await,
         changes(&[
             ("manifold_api_token.ci", &["delete", "create"]),
+            ("manifold_namespace.shop", &["update"]),
             ("manifold_site.par", &["update"]),
             ("manifold_virtual_k8s.demo", &["update"]),
             ("manifold_virtual_site.edges", &["update"]),

@@ -219,6 +219,38 @@ pub async fn get_namespace(
     .ok_or_else(|| TenancyError::NotFound(format!("tenants/{}/namespaces/{name}", tenant.name)))
 }
 
+pub async fn update_namespace(
+    tx: &mut Tx,
+    current: &NamespaceRecord,
+    display_name: &str,
+    labels: &HashMap<String, String>,
+) -> Result<NamespaceRecord, TenancyError> {
+    let name = format!("tenants/{}/namespaces/{}", current.tenant, current.name);
+    let updated = sqlx::query(
+        "UPDATE tenancy.namespaces SET display_name = $2, labels = $3, version = version + 1 \
+         WHERE id = $1 AND version = $4",
+    )
+    .bind(current.id)
+    .bind(display_name)
+    .bind(labels_json(labels))
+    .bind(current.version)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    if updated.rows_affected() == 0 {
+        return Err(TenancyError::Aborted(name));
+    }
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {NS_COLS} FROM tenancy.namespaces n JOIN tenancy.tenants t ON t.id = n.tenant_id \
+         WHERE n.id = $1"
+    )))
+    .bind(current.id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    row.map(ns_row).ok_or(TenancyError::NotFound(name))
+}
+
 pub async fn list_namespaces(
     tx: &mut Tx,
     tenant: &TenantRecord,

@@ -101,7 +101,7 @@ output "par_location" {
 "#
 );
 
-/// V1 with in-place changes (vK8s, virtual site, site) and a replacement
+/// V1 with in-place changes (namespace, vK8s, virtual site, site) and a replacement
 /// (the API token's display name cannot change).
 pub(super) const V2: &str = with_header!(
     r#"
@@ -114,6 +114,7 @@ resource "manifold_tenant" "acme" {
 resource "manifold_namespace" "shop" {
   parent       = manifold_tenant.acme.name
   namespace_id = "shop"
+  display_name = "Shop"
 }
 
 resource "manifold_site" "par" {

@@ -1,10 +1,10 @@
 //! `mfctl namespace`: a tenant's namespaces (isolation boundaries with their
-//! own role bindings). The API has no update.
+//! own role bindings). Display name and labels change in place.
 
 use manifold_proto::tenancy::v1 as tpb;
 use serde_json::{Value, json};
 
-use super::util::PAGE_SIZE;
+use super::util::{PAGE_SIZE, edit_labels, mask, require_changes};
 use crate::{
     Ctx, names,
     error::Result,
@@ -36,6 +36,21 @@ enum Sub {
     List {
         #[arg(long)]
         limit: Option<usize>,
+    },
+    /// Change the display name or labels in place.
+    Update {
+        name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// KEY=VALUE to add or replace, repeatable.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// KEY to remove, repeatable.
+        #[arg(long = "remove-label")]
+        remove_labels: Vec<String>,
+        /// Only if the namespace still has this etag (default: the one just read).
+        #[arg(long)]
+        etag: Option<String>,
     },
     /// Delete one.
     Delete {
@@ -107,6 +122,41 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
             }
             all.truncate(limit.unwrap_or(usize::MAX));
             output::print_list(format, &all)
+        }
+        Sub::Update {
+            name,
+            display_name,
+            labels,
+            remove_labels,
+            etag,
+        } => {
+            let name = names::namespace(ctx, &name)?;
+            let mut client = ctx.conn().await?.namespaces();
+            let mut ns = client
+                .get_namespace(tpb::GetNamespaceRequest { name })
+                .await?
+                .into_inner();
+            let mut paths = Vec::new();
+            if let Some(d) = display_name {
+                ns.display_name = d;
+                paths.push("display_name");
+            }
+            if !labels.is_empty() || !remove_labels.is_empty() {
+                edit_labels(&mut ns.labels, &labels, &remove_labels);
+                paths.push("labels");
+            }
+            require_changes(&paths, "--display-name, --label, --remove-label")?;
+            if let Some(e) = etag {
+                ns.etag = e;
+            }
+            let ns = client
+                .update_namespace(tpb::UpdateNamespaceRequest {
+                    namespace: Some(ns),
+                    update_mask: mask(paths),
+                })
+                .await?
+                .into_inner();
+            output::print_one(format, &Namespace(ns))
         }
         Sub::Delete { name, etag } => {
             let name = names::namespace(ctx, &name)?;

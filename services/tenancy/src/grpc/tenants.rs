@@ -294,6 +294,61 @@ impl pb::namespace_service_server::NamespaceService for Namespaces {
         Ok(Response::new(convert::namespace(rec)))
     }
 
+    async fn update_namespace(
+        &self,
+        request: Request<pb::UpdateNamespaceRequest>,
+    ) -> Result<Response<pb::Namespace>, Status> {
+        let p = principal(&request)?;
+        let req = request.into_inner();
+        let ns = req
+            .namespace
+            .ok_or_else(|| TenancyError::invalid("namespace", "required"))?;
+        let (tenant, name) = parse_namespace_name("namespace.name", &ns.name)?;
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        p.check(Permission::Admin, &ns.name)
+            .map_err(TenancyError::from)?;
+        let paths: Vec<String> = req.update_mask.map(|m| m.paths).unwrap_or_default();
+        for path in &paths {
+            if !matches!(path.as_str(), "display_name" | "labels") {
+                return Err(TenancyError::invalid(
+                    "update_mask",
+                    format!("{path:?} cannot be updated; updatable: display_name, labels"),
+                )
+                .into());
+            }
+        }
+        let has = |f: &str| paths.is_empty() || paths.iter().any(|p| p == f);
+        if has("labels") {
+            validate_labels("namespace.labels", &ns.labels)?;
+        }
+        let expected = parse_etag("namespace.etag", &ns.etag)?;
+        let rec = manifold_db::transaction!(
+            self.0.db,
+            "update_namespace",
+            Scope::System,
+            TenancyError,
+            |tx| {
+                let t = store::enter_tenant(tx, &tenant).await?;
+                let current = store::get_namespace(tx, &t, &name).await?;
+                if expected.is_some_and(|v| v != current.version) {
+                    return Err(TenancyError::Aborted(ns.name.clone()));
+                }
+                let display = if has("display_name") {
+                    &ns.display_name
+                } else {
+                    &current.display_name
+                };
+                let labels = if has("labels") {
+                    &ns.labels
+                } else {
+                    &current.labels
+                };
+                store::update_namespace(tx, &current, display, labels).await
+            }
+        )?;
+        Ok(Response::new(convert::namespace(rec)))
+    }
+
     async fn list_namespaces(
         &self,
         request: Request<pb::ListNamespacesRequest>,

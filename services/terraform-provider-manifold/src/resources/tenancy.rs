@@ -175,7 +175,7 @@ impl Resource for Namespace {
     fn schema(&self) -> Schema {
         let [id, name] = super::id_attrs();
         Schema::new(
-            "A namespace of a tenant: where virtual sites, vK8s and role bindings live. The API cannot update namespaces, so every change replaces it.",
+            "A namespace of a tenant: where virtual sites, vK8s and role bindings live. Display name and labels change in place; a new parent or id replaces it (deleting every vK8s in it).",
             vec![
                 id,
                 name,
@@ -186,8 +186,8 @@ impl Resource for Namespace {
                 )
                 .force_new(),
                 Attr::required("namespace_id", Type::String, "DNS label, e.g. `shop`.").force_new(),
-                Attr::optional("display_name", Type::String, "Human-readable name.").force_new(),
-                Attr::optional("labels", Type::map(Type::String), "Labels.").force_new(),
+                Attr::optional("display_name", Type::String, "Human-readable name."),
+                Attr::optional("labels", Type::map(Type::String), "Labels."),
                 Attr::computed("uid", Type::String, "Stable unique id."),
                 Attr::computed("create_time", Type::String, "RFC 3339."),
             ],
@@ -231,9 +231,26 @@ impl Resource for Namespace {
         Ok(n.as_ref().map(namespace_obj))
     }
 
-    async fn update(&self, _: &Client, _: &Obj, _: &Obj) -> Result<Obj, Diag> {
-        // Every API field is ForceNew; nothing to do in place.
-        Ok(Obj::new())
+    async fn update(&self, c: &Client, prior: &Obj, p: &Obj) -> Result<Obj, Diag> {
+        let m = mask(prior, p, &["display_name", "labels"]);
+        if m.paths.is_empty() {
+            return Ok(Obj::new());
+        }
+        let n = api(
+            "UpdateNamespace",
+            c.namespaces()
+                .update_namespace(c.req(pb::UpdateNamespaceRequest {
+                    namespace: Some(pb::Namespace {
+                        name: prior.string("name"),
+                        display_name: p.string("display_name"),
+                        labels: p.string_map("labels"),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(m),
+                }))
+                .await,
+        )?;
+        Ok(namespace_obj(&n))
     }
 
     async fn delete(&self, c: &Client, s: &Obj) -> Result<(), Diag> {
