@@ -75,12 +75,24 @@ fn loopback(addr: SocketAddr) -> SocketAddr {
 /// A TLS channel to another control-plane process at `url`, trusting the
 /// control-plane CA (the server name is the URL's host).
 fn remote_channel(url: &str, ca_pem: &str) -> Result<tonic::transport::Channel, ServeError> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
+    tls_channel(url.to_owned(), ca_pem, None)
+}
+
+/// A lazily connecting TLS channel to `url` that trusts only `ca_pem`;
+/// `domain` overrides the server name checked in the certificate.
+fn tls_channel(
+    url: String,
+    ca_pem: &str,
+    domain: Option<&str>,
+) -> Result<tonic::transport::Channel, ServeError> {
+    let mut tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
+    if let Some(domain) = domain {
+        tls = tls.domain_name(domain);
+    }
+    Ok(tonic::transport::Endpoint::from_shared(url.clone())
         .map_err(|e| ServeError::Io(std::io::Error::other(format!("{url}: {e}"))))?
-        .tls_config(
-            tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem)),
-        )?
+        .tls_config(tls)?
         .connect_lazy())
 }
 
@@ -118,16 +130,10 @@ fn check_upstreams(settings: &Settings, options: &StartOptions) -> Result<(), Se
 }
 
 fn own_channel(addr: SocketAddr, ca_pem: &str) -> Result<tonic::transport::Channel, ServeError> {
-    let own = loopback(addr);
-    Ok(
-        tonic::transport::Endpoint::from_shared(format!("https://{own}"))
-            .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?
-            .tls_config(
-                tonic::transport::ClientTlsConfig::new()
-                    .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
-                    .domain_name("localhost"),
-            )?
-            .connect_lazy(),
+    tls_channel(
+        format!("https://{}", loopback(addr)),
+        ca_pem,
+        Some("localhost"),
     )
 }
 
