@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use manifold_proto::audit::v1 as apb;
 use serde_json::{Value, json};
 
+use super::util::collect_pages;
+
 use crate::{
     Ctx, names,
     error::Result,
@@ -106,40 +108,35 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
     } else {
         names::tenant(&ctx.tenant()?)
     };
-    let mut client = apb::audit_service_client::AuditServiceClient::new(ctx.conn().await?.svc());
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let r = client
-            .list_audit_events(apb::ListAuditEventsRequest {
-                parent: parent.clone(),
-                page_size: i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000),
-                page_token,
-                since: since.map(ts),
-                until: until.map(ts),
-                actor: actor.clone().unwrap_or_default(),
-                method: method.clone().unwrap_or_default(),
-                source: match source {
-                    None => apb::Source::Unspecified,
-                    Some(Source::Grpc) => apb::Source::Grpc,
-                    Some(Source::Kubernetes) => apb::Source::Kubernetes,
-                } as i32,
-                result: match result {
-                    None => apb::Outcome::Unspecified,
-                    Some(Outcome::Success) => apb::Outcome::Success,
-                    Some(Outcome::Failure) => apb::Outcome::Failure,
-                } as i32,
-                code: code.clone().unwrap_or_default(),
-            })
-            .await?
-            .into_inner();
-        all.extend(r.audit_events.into_iter().map(Event));
-        page_token = r.next_page_token;
-        if page_token.is_empty() || all.len() >= limit {
-            break;
+    let client = apb::audit_service_client::AuditServiceClient::new(ctx.conn().await?.svc());
+    let all = collect_pages(Some(limit), |page_token| {
+        let mut client = client.clone();
+        let request = apb::ListAuditEventsRequest {
+            parent: parent.clone(),
+            page_size: i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000),
+            page_token,
+            since: since.map(ts),
+            until: until.map(ts),
+            actor: actor.clone().unwrap_or_default(),
+            method: method.clone().unwrap_or_default(),
+            source: match source {
+                None => apb::Source::Unspecified,
+                Some(Source::Grpc) => apb::Source::Grpc,
+                Some(Source::Kubernetes) => apb::Source::Kubernetes,
+            } as i32,
+            result: match result {
+                None => apb::Outcome::Unspecified,
+                Some(Outcome::Success) => apb::Outcome::Success,
+                Some(Outcome::Failure) => apb::Outcome::Failure,
+            } as i32,
+            code: code.clone().unwrap_or_default(),
+        };
+        async move {
+            let r = client.list_audit_events(request).await?.into_inner();
+            Ok((r.audit_events.into_iter().map(Event).collect(), r.next_page_token))
         }
-    }
-    all.truncate(limit);
+    })
+    .await?;
     output::print_list(format, &all)
 }
 

@@ -80,6 +80,29 @@ pub(crate) mod util {
         }
     }
 
+    /// Follows `next_page_token` from the first page until the last, or until
+    /// `limit` items are in; `page(token)` fetches one page as (items, next token).
+    pub async fn collect_pages<T, Fut>(
+        limit: Option<usize>,
+        mut page: impl FnMut(String) -> Fut,
+    ) -> crate::error::Result<Vec<T>>
+    where
+        Fut: std::future::Future<Output = crate::error::Result<(Vec<T>, String)>>,
+    {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let (items, next) = page(page_token).await?;
+            all.extend(items);
+            page_token = next;
+            if page_token.is_empty() || limit.is_some_and(|l| all.len() >= l) {
+                break;
+            }
+        }
+        all.truncate(limit.unwrap_or(usize::MAX));
+        Ok(all)
+    }
+
     /// A field mask of the given paths.
     pub fn mask(paths: Vec<&str>) -> Option<prost_types::FieldMask> {
         Some(prost_types::FieldMask {

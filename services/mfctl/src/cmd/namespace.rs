@@ -4,7 +4,7 @@
 use manifold_proto::tenancy::v1 as tpb;
 use serde_json::{Value, json};
 
-use super::util::{PAGE_SIZE, edit_labels, mask, require_changes};
+use super::util::{PAGE_SIZE, collect_pages, edit_labels, mask, require_changes};
 use crate::{
     Ctx, names,
     error::Result,
@@ -102,25 +102,20 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
         }
         Sub::List { limit } => {
             let parent = names::tenant(&ctx.tenant()?);
-            let mut client = ctx.conn().await?.namespaces();
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let r = client
-                    .list_namespaces(tpb::ListNamespacesRequest {
-                        parent: parent.clone(),
-                        page_size: PAGE_SIZE,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(r.namespaces.into_iter().map(Namespace));
-                page_token = r.next_page_token;
-                if page_token.is_empty() || limit.is_some_and(|l| all.len() >= l) {
-                    break;
+            let client = ctx.conn().await?.namespaces();
+            let all = collect_pages(limit, |page_token| {
+                let mut client = client.clone();
+                let request = tpb::ListNamespacesRequest {
+                    parent: parent.clone(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_namespaces(request).await?.into_inner();
+                    Ok((r.namespaces.into_iter().map(Namespace).collect(), r.next_page_token))
                 }
-            }
-            all.truncate(limit.unwrap_or(usize::MAX));
+            })
+            .await?;
             output::print_list(format, &all)
         }
         Sub::Update {

@@ -4,7 +4,7 @@
 use manifold_proto::tenancy::v1 as tpb;
 use serde_json::{Value, json};
 
-use super::util::PAGE_SIZE;
+use super::util::{PAGE_SIZE, collect_pages};
 use crate::{
     Ctx, names,
     error::Result,
@@ -135,25 +135,20 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
         }
         Sub::List { scope, limit } => {
             let parent = parent(ctx, scope)?;
-            let mut client = ctx.conn().await?.role_bindings();
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let r = client
-                    .list_role_bindings(tpb::ListRoleBindingsRequest {
-                        parent: parent.clone(),
-                        page_size: PAGE_SIZE,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(r.role_bindings.into_iter().map(RoleBinding));
-                page_token = r.next_page_token;
-                if page_token.is_empty() || limit.is_some_and(|l| all.len() >= l) {
-                    break;
+            let client = ctx.conn().await?.role_bindings();
+            let all = collect_pages(limit, |page_token| {
+                let mut client = client.clone();
+                let request = tpb::ListRoleBindingsRequest {
+                    parent: parent.clone(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_role_bindings(request).await?.into_inner();
+                    Ok((r.role_bindings.into_iter().map(RoleBinding).collect(), r.next_page_token))
                 }
-            }
-            all.truncate(limit.unwrap_or(usize::MAX));
+            })
+            .await?;
             output::print_list(format, &all)
         }
         Sub::Delete { name, scope } => {

@@ -9,7 +9,7 @@ use manifold_proto::{replication::v1 as rpb, sites::v1 as spb};
 use serde_json::{Value, json};
 use tonic::Code;
 
-use super::util::{PAGE_SIZE, edit_labels, mask, require_changes};
+use super::util::{PAGE_SIZE, collect_pages, edit_labels, mask, require_changes};
 use crate::{
     Ctx, names,
     client::Conn,
@@ -284,26 +284,21 @@ async fn list(
     show_decommissioned: bool,
     limit: Option<usize>,
 ) -> Result<Vec<spb::Site>> {
-    let mut client = conn.sites();
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let r = client
-            .list_sites(spb::ListSitesRequest {
-                page_size: PAGE_SIZE,
-                page_token,
-                label_selector: selector.clone().unwrap_or_default(),
-                show_decommissioned,
-            })
-            .await?
-            .into_inner();
-        all.extend(r.sites);
-        page_token = r.next_page_token;
-        if page_token.is_empty() || limit.is_some_and(|l| all.len() >= l) {
-            break;
+    let client = conn.sites();
+    let all = collect_pages(limit, |page_token| {
+        let mut client = client.clone();
+        let request = spb::ListSitesRequest {
+            page_size: PAGE_SIZE,
+            page_token,
+            label_selector: selector.clone().unwrap_or_default(),
+            show_decommissioned,
+        };
+        async move {
+            let r = client.list_sites(request).await?.into_inner();
+            Ok((r.sites, r.next_page_token))
         }
-    }
-    all.truncate(limit.unwrap_or(usize::MAX));
+    })
+    .await?;
     Ok(all)
 }
 

@@ -3,7 +3,7 @@
 use manifold_proto::tenancy::v1 as tpb;
 use serde_json::{Value, json};
 
-use super::util::{PAGE_SIZE, edit_labels, mask, require_changes};
+use super::util::{PAGE_SIZE, collect_pages, edit_labels, mask, require_changes};
 use crate::{
     Ctx, names,
     error::Result,
@@ -104,23 +104,18 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
             output::print_one(format, &Tenant(t))
         }
         Sub::List { limit } => {
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let r = client
-                    .list_tenants(tpb::ListTenantsRequest {
-                        page_size: PAGE_SIZE,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(r.tenants.into_iter().map(Tenant));
-                page_token = r.next_page_token;
-                if page_token.is_empty() || limit.is_some_and(|l| all.len() >= l) {
-                    break;
+            let all = collect_pages(limit, |page_token| {
+                let mut client = client.clone();
+                let request = tpb::ListTenantsRequest {
+                    page_size: PAGE_SIZE,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_tenants(request).await?.into_inner();
+                    Ok((r.tenants.into_iter().map(Tenant).collect(), r.next_page_token))
                 }
-            }
-            all.truncate(limit.unwrap_or(usize::MAX));
+            })
+            .await?;
             output::print_list(format, &all)
         }
         Sub::Update {

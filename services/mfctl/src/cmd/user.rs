@@ -4,7 +4,7 @@
 use manifold_proto::tenancy::v1 as tpb;
 use serde_json::{Value, json};
 
-use super::util::PAGE_SIZE;
+use super::util::{PAGE_SIZE, collect_pages};
 use crate::{
     Ctx, names,
     error::Result,
@@ -84,25 +84,20 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
         }
         Sub::List { limit } => {
             let parent = ctx.tenant_opt().map(|t| names::tenant(&t)).unwrap_or_default();
-            let mut client = ctx.conn().await?.users();
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let r = client
-                    .list_users(tpb::ListUsersRequest {
-                        parent: parent.clone(),
-                        page_size: PAGE_SIZE,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(r.users.into_iter().map(User));
-                page_token = r.next_page_token;
-                if page_token.is_empty() || limit.is_some_and(|l| all.len() >= l) {
-                    break;
+            let client = ctx.conn().await?.users();
+            let all = collect_pages(limit, |page_token| {
+                let mut client = client.clone();
+                let request = tpb::ListUsersRequest {
+                    parent: parent.clone(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_users(request).await?.into_inner();
+                    Ok((r.users.into_iter().map(User).collect(), r.next_page_token))
                 }
-            }
-            all.truncate(limit.unwrap_or(usize::MAX));
+            })
+            .await?;
             output::print_list(format, &all)
         }
         Sub::Delete { name } => {

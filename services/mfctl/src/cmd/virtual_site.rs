@@ -4,7 +4,7 @@
 use manifold_proto::sites::v1 as spb;
 use serde_json::{Value, json};
 
-use super::util::{PAGE_SIZE, mask, require_changes};
+use super::util::{PAGE_SIZE, collect_pages, mask, require_changes};
 use crate::{
     Ctx, names,
     error::Result,
@@ -103,25 +103,20 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
         }
         Sub::List { limit } => {
             let parent = ctx.namespace_parent()?;
-            let mut client = ctx.conn().await?.virtual_sites();
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let r = client
-                    .list_virtual_sites(spb::ListVirtualSitesRequest {
-                        parent: parent.clone(),
-                        page_size: PAGE_SIZE,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(r.virtual_sites.into_iter().map(VirtualSite));
-                page_token = r.next_page_token;
-                if page_token.is_empty() || limit.is_some_and(|l| all.len() >= l) {
-                    break;
+            let client = ctx.conn().await?.virtual_sites();
+            let all = collect_pages(limit, |page_token| {
+                let mut client = client.clone();
+                let request = spb::ListVirtualSitesRequest {
+                    parent: parent.clone(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_virtual_sites(request).await?.into_inner();
+                    Ok((r.virtual_sites.into_iter().map(VirtualSite).collect(), r.next_page_token))
                 }
-            }
-            all.truncate(limit.unwrap_or(usize::MAX));
+            })
+            .await?;
             output::print_list(format, &all)
         }
         Sub::Update {

@@ -3,7 +3,7 @@
 use manifold_proto::vk8s::v1 as vpb;
 use serde_json::{Value, json};
 
-use super::util::{PAGE_SIZE, edit_labels, mask, require_changes};
+use super::util::{PAGE_SIZE, collect_pages, edit_labels, mask, require_changes};
 use crate::{
     Ctx, names,
     error::Result,
@@ -115,25 +115,20 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
         }
         Sub::List { limit } => {
             let parent = ctx.namespace_parent()?;
-            let mut client = ctx.conn().await?.virtual_clusters();
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let r = client
-                    .list_virtual_clusters(vpb::ListVirtualClustersRequest {
-                        parent: parent.clone(),
-                        page_size: PAGE_SIZE,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(r.virtual_clusters.into_iter().map(VirtualCluster));
-                page_token = r.next_page_token;
-                if page_token.is_empty() || limit.is_some_and(|l| all.len() >= l) {
-                    break;
+            let client = ctx.conn().await?.virtual_clusters();
+            let all = collect_pages(limit, |page_token| {
+                let mut client = client.clone();
+                let request = vpb::ListVirtualClustersRequest {
+                    parent: parent.clone(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_virtual_clusters(request).await?.into_inner();
+                    Ok((r.virtual_clusters.into_iter().map(VirtualCluster).collect(), r.next_page_token))
                 }
-            }
-            all.truncate(limit.unwrap_or(usize::MAX));
+            })
+            .await?;
             output::print_list(format, &all)
         }
         Sub::Update {
