@@ -197,16 +197,20 @@ impl TestApp {
 
     /// A TLS channel to the gRPC listener, trusting only the control-plane CA.
     pub async fn channel(&self) -> Result<Channel> {
+        self.channel_to(self.grpc_addr).await
+    }
+
+    /// A TLS channel to any process sharing this control plane's CA (a
+    /// [`TestApp::start_service`] process, say).
+    pub async fn channel_to(&self, addr: SocketAddr) -> Result<Channel> {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(self.ca_pem()))
             .domain_name("localhost");
-        Ok(
-            Endpoint::from_shared(format!("https://{}", self.grpc_addr))?
-                .tls_config(tls)?
-                .connect_timeout(Duration::from_secs(5))
-                .connect()
-                .await?,
-        )
+        Ok(Endpoint::from_shared(format!("https://{addr}"))?
+            .tls_config(tls)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await?)
     }
 
     /// Runs the real grpcurl against the gRPC listener, with `token` as bearer.
@@ -256,6 +260,13 @@ fn split_grpcurl_args<'a>(args: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
         i += 1;
     }
     (opts, rest)
+}
+
+/// The `p` quantile (0..=1, nearest rank) of `sorted` latencies, in
+/// milliseconds; the load tools report with it.
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
 }
 
 /// Path of a project-installed client binary (`.tools/bin/NAME`).

@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use manifold_integration_tests::{TestApp, authed, fresh_database};
+use manifold_integration_tests::{TestApp, authed, fresh_database, percentile_ms};
 use manifold_proto::tenancy::v1::*;
 use tonic::transport::Channel;
 
@@ -60,12 +60,7 @@ struct Sample {
 impl Sample {
     fn report(&mut self) -> String {
         self.latencies.sort();
-        let pct = |p: f64| {
-            let i = ((self.latencies.len() as f64 * p).ceil() as usize)
-                .clamp(1, self.latencies.len())
-                - 1;
-            self.latencies[i].as_secs_f64() * 1000.0
-        };
+        let pct = |p: f64| percentile_ms(&self.latencies, p);
         format!(
             "| {} | {} | {:.0} | {:.2} | {:.2} | {} |",
             self.name,

@@ -27,7 +27,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
-use manifold_integration_tests::{Service, binary, free_port, fresh_database, wait_for_port};
+use manifold_integration_tests::{
+    Service, binary, free_port, fresh_database, percentile_ms, wait_for_port,
+};
 use manifold_site_agent::{AgentConfig, Fleet, SimulatedOptions, SimulatedSite};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
@@ -82,16 +84,11 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(utime + stime)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 fn summary(mut latencies: Vec<Duration>) -> (f64, f64, f64) {
     latencies.sort();
     (
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
+        percentile_ms(&latencies, 0.50),
+        percentile_ms(&latencies, 0.99),
         latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
     )
 }

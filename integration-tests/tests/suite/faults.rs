@@ -16,31 +16,10 @@ use manifold_integration_tests::{Service, TestApp, free_port, wait_for_port};
 use manifold_site_agent::{AgentConfig, Fleet, SimulatedOptions, SimulatedSite};
 use tokio_util::sync::CancellationToken;
 
-use super::reference::{Kube, scenario};
+use super::reference::{Kube, deployment, scenario};
 
 const SITES: [&str; 3] = ["pa2-par", "ny8-nyc", "ams9-ams"];
 const WAIT: Duration = Duration::from_secs(90);
-
-fn deployment(replicas: u32, image: &str) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: productpage
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: productpage}}
-  template:
-    metadata:
-      labels: {{app: productpage}}
-    spec:
-      containers:
-      - name: productpage
-        image: {image}
-"
-    )
-}
 
 /// ConfigMaps `cm-<i>` for every `i` in `ids`, as one multi-document YAML.
 fn config_maps(ids: impl IntoIterator<Item = u32>) -> String {

@@ -15,45 +15,15 @@ use manifold_integration_tests::{Balancer, Service, TestApp, authed, free_port, 
 use manifold_proto::replication::v1 as rpb;
 use manifold_site_agent::{AgentConfig, SimulatedOptions, SimulatedSite};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
-use super::reference::{Kube, scenario_split};
+use super::reference::{Kube, deployment, scenario_split};
 
 const SITES: [&str; 4] = ["pa2-par", "ny8-nyc", "ams9-ams", "sin1-sgp"];
 const WAIT: Duration = Duration::from_secs(60);
 
-fn deployment(replicas: u32) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: productpage
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: productpage}}
-  template:
-    metadata:
-      labels: {{app: productpage}}
-    spec:
-      containers:
-      - name: productpage
-        image: productpage:v1
-"
-    )
-}
-
 async fn channel(app: &TestApp, port: u16) -> Channel {
-    Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(app.ca_pem()))
-                .domain_name("localhost"),
-        )
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
+    app.channel_to(([127, 0, 0, 1], port).into())
         .await
         .expect("channel")
 }
@@ -239,7 +209,7 @@ async fn two_gateways_and_two_replication_replicas_converge_and_survive_a_kill()
     );
 
     // Write through gateway 1; read and watch through gateway 2.
-    kube1.apply(&deployment(2)).await;
+    kube1.apply(&deployment(2, "productpage:v1")).await;
     let out = kube2
         .ok(&[
             "rollout",

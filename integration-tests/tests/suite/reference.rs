@@ -28,7 +28,8 @@ const SITES: [&str; 3] = ["pa2-par", "ny8-nyc", "ams9-ams"];
 /// Longest any condition is waited for.
 const WAIT: Duration = Duration::from_secs(60);
 
-fn deployment(replicas: u32, image: &str) -> String {
+/// Deployment `productpage` with `replicas` and `image`.
+pub(crate) fn deployment(replicas: u32, image: &str) -> String {
     format!(
         "apiVersion: apps/v1
 kind: Deployment
