@@ -13,8 +13,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+pub mod agents;
+pub mod kube_site;
 pub mod process;
 pub mod proxy;
+pub mod spawner;
 pub use process::{Service, binary, free_port, wait_for_port};
 pub use proxy::Balancer;
 

@@ -63,7 +63,19 @@ impl Service {
     pub fn start(binary: &Path, args: &[&str], env: &[(&str, String)], log: &Path) -> Result<Self> {
         let out = std::fs::File::create(log)?;
         let err = out.try_clone()?;
-        let child = tokio::process::Command::new(binary)
+        let mut cmd = tokio::process::Command::new(binary);
+        // SAFETY: prctl is async-signal-safe. The child gets SIGKILL when the
+        // thread that started it ends (a test's thread, a runtime worker at
+        // shutdown, or the whole process killed), so nothing is orphaned.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_BACKTRACE", "0")
@@ -87,6 +99,21 @@ impl Service {
             .await
             .context("the killed process did not exit")??;
         Ok(())
+    }
+
+    /// Stops the process the polite way (SIGTERM), as a supervisor would; kills it
+    /// when it is still running after `grace`.
+    pub async fn terminate(mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            crate::spawner::signal(pid, libc::SIGTERM);
+        }
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
     }
 
     /// The process id, while it runs.
