@@ -635,7 +635,11 @@ fn helm_site_agent_rbac_is_exactly_what_the_kube_backend_uses() {
             );
         }
     };
-    want("", &["namespaces"], &["get", "create", "patch"]);
+    want(
+        "",
+        &["namespaces"],
+        &["get", "list", "watch", "create", "patch", "delete"],
+    );
     want("", &["services", "persistentvolumeclaims"], &workload);
     want(
         "",

@@ -161,6 +161,7 @@ async fn mark_offline(shared: &Shared) {
                             // The last ONLINE report's time: a newer report (the
                             // site reconnected elsewhere) wins over this one.
                             heartbeat_time: s.last_heartbeat_time.map(ts),
+                            state_message: "the agent's stream is gone".into(),
                         }))
                         .await;
                     match reply {

@@ -7,8 +7,8 @@ use serde_json::{Map, Number, Value};
 
 use crate::error::ModelError;
 use crate::model::{
-    DesiredObject, LogParams, NodeInfo, ObjectKey, ObservedObject, ObservedPod, PodId,
-    VirtualCluster,
+    ApplyFailure, DesiredObject, LogParams, NodeInfo, ObjectKey, ObservedObject, ObservedPod,
+    PodId, SiteEvent, VirtualCluster,
 };
 
 /// A JSON object as a `Struct`; anything else becomes an empty one.
@@ -262,6 +262,28 @@ pub fn object_status_to_proto(site: &str, o: &ObservedObject) -> pb::ObjectStatu
         status: Some(json_to_struct(&o.status)),
         observed_revision: o.observed_revision,
         update_time: None,
+        failure: o.failure.as_ref().map(failure_to_proto),
+    }
+}
+
+/// A refusal for a status report.
+pub fn failure_to_proto(f: &ApplyFailure) -> pb::ApplyFailure {
+    pb::ApplyFailure {
+        revision: f.revision,
+        code: i32::from(f.code),
+        reason: f.reason.clone(),
+        message: f.message.clone(),
+        first_time: Some(prost_types::Timestamp::from(f.first_time)),
+        attempts: i32::try_from(f.attempts).unwrap_or(i32::MAX),
+    }
+}
+
+/// An Event for a status report.
+pub fn event_to_proto(site: &str, e: &SiteEvent) -> pb::SiteEvent {
+    pb::SiteEvent {
+        virtual_cluster: e.virtual_cluster.to_string(),
+        object: Some(json_to_struct(&e.object)),
+        site: site.to_owned(),
     }
 }
 

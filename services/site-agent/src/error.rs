@@ -16,7 +16,8 @@ pub enum ModelError {
 /// What a backend reports when it cannot do what it was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// The object or request can never succeed as given; retrying is pointless.
+    /// The agent cannot make the object into something a cluster takes (a
+    /// cluster-scoped kind, a kind the cluster does not serve).
     #[error("invalid: {0}")]
     Invalid(String),
     /// The pod, container or object does not exist.
@@ -26,15 +27,45 @@ pub enum BackendError {
     /// another owner, an object not managed by Manifold).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// The cluster could not be reached or failed; the same call may succeed later.
+    /// The cluster's API server answered and refused this object: invalid, an
+    /// immutable field, a quota, a terminating namespace, an admission webhook,
+    /// an internal error about this request. The cluster itself works: other
+    /// objects keep flowing, this one is retried later.
+    #[error("the cluster refused it ({code} {reason}): {message}")]
+    Refused {
+        /// The HTTP status.
+        code: u16,
+        /// The Kubernetes `Status.reason`.
+        reason: String,
+        message: String,
+    },
+    /// The cluster as a whole cannot be reached or is failing (connection
+    /// refused, TLS, timeouts, 503, throttling); the same call may succeed later.
     #[error("unavailable: {0}")]
     Unavailable(String),
 }
 
 impl BackendError {
-    /// Whether retrying the same call later may succeed.
+    /// Whether the cluster as a whole is unreachable (retry the same call later;
+    /// nothing else can be applied either).
     pub fn is_transient(&self) -> bool {
         matches!(self, BackendError::Unavailable(_))
+    }
+
+    /// The HTTP status, Kubernetes reason and message to show the user for a
+    /// refusal of an object.
+    pub fn failure_parts(&self) -> (u16, String, String) {
+        match self {
+            BackendError::Refused {
+                code,
+                reason,
+                message,
+            } => (*code, reason.clone(), message.clone()),
+            BackendError::Invalid(m) => (422, "Invalid".into(), m.clone()),
+            BackendError::NotFound(m) => (404, "NotFound".into(), m.clone()),
+            BackendError::Conflict(m) => (409, "Conflict".into(), m.clone()),
+            BackendError::Unavailable(m) => (503, "ServiceUnavailable".into(), m.clone()),
+        }
     }
 }
 
@@ -68,6 +99,9 @@ pub enum AgentError {
     Protocol(String),
     #[error("the control plane closed the stream")]
     StreamClosed,
+    /// The backend asked for every desired object again (its cluster lost them).
+    #[error("the cluster lost what was applied; resynchronising")]
+    Resync,
 }
 
 impl AgentError {

@@ -6,26 +6,60 @@
 //! control plane is unreachable is reported once), nothing is lost across reconnects,
 //! and an idle feed costs nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use crate::model::{ObjectKey, ObservedObject, ObservedPod, PodId};
+use crate::model::{ApplyFailure, ObjectKey, ObservedObject, ObservedPod, PodId, SiteEvent};
+
+/// Events waiting to be reported, at most (older ones are dropped first).
+const MAX_PENDING_EVENTS: usize = 256;
 
 /// The observed state of a site, with change tracking.
 pub struct StatusFeed {
     state: Mutex<FeedState>,
     version: watch::Sender<u64>,
+    /// Whether the backend's observed state is complete (its watches have listed):
+    /// a full report before that would tell the control plane that pods vanished.
+    ready: watch::Sender<bool>,
+    /// Bumped when the backend wants every desired object sent again (its cluster
+    /// lost what was applied, e.g. a namespace deleted by hand).
+    resync: watch::Sender<u64>,
 }
 
 #[derive(Default)]
 struct FeedState {
     pods: HashMap<PodId, ObservedPod>,
     objects: HashMap<ObjectKey, ObservedObject>,
+    /// Objects whose latest version the site refuses.
+    failures: HashMap<ObjectKey, ApplyFailure>,
     /// Pods changed or removed since last taken (removed = absent from `pods`).
     dirty_pods: HashSet<PodId>,
+    /// Objects whose status or failure changed since last taken.
     dirty_objects: HashSet<ObjectKey>,
+    events: VecDeque<SiteEvent>,
+}
+
+impl FeedState {
+    /// What a report says of `key`: its status (with the failure, if any), or
+    /// `None` when the site holds nothing of it.
+    fn report_of(&self, key: &ObjectKey) -> Option<ObservedObject> {
+        let failure = self.failures.get(key).cloned();
+        match (self.objects.get(key), failure) {
+            (Some(o), failure) => Some(ObservedObject {
+                failure,
+                ..o.clone()
+            }),
+            (None, Some(f)) => Some(ObservedObject {
+                key: key.clone(),
+                status: serde_json::json!({}),
+                observed_revision: 0,
+                failure: Some(f),
+            }),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Changes to report.
@@ -36,6 +70,7 @@ pub struct StatusBatch {
     pub objects: Vec<ObservedObject>,
     /// Objects gone from the site (their per-site status is to be dropped).
     pub deleted_objects: Vec<ObjectKey>,
+    pub events: Vec<SiteEvent>,
 }
 
 impl StatusBatch {
@@ -44,10 +79,15 @@ impl StatusBatch {
             && self.deleted_pods.is_empty()
             && self.objects.is_empty()
             && self.deleted_objects.is_empty()
+            && self.events.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.pods.len() + self.deleted_pods.len() + self.objects.len() + self.deleted_objects.len()
+        self.pods.len()
+            + self.deleted_pods.len()
+            + self.objects.len()
+            + self.deleted_objects.len()
+            + self.events.len()
     }
 }
 
@@ -58,11 +98,93 @@ impl Default for StatusFeed {
 }
 
 impl StatusFeed {
+    /// A feed whose state is complete from the start (backends that know
+    /// everything at once, like the simulated one).
     pub fn new() -> Self {
+        Self::with_ready(true)
+    }
+
+    /// A feed that becomes ready when the backend says so ([`StatusFeed::set_ready`]).
+    pub fn with_ready(ready: bool) -> Self {
         Self {
             state: Mutex::new(FeedState::default()),
             version: watch::Sender::new(0),
+            ready: watch::Sender::new(ready),
+            resync: watch::Sender::new(0),
         }
+    }
+
+    /// Marks the observed state complete (or not, after a watch lost its list).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready
+            .send_if_modified(|r| std::mem::replace(r, ready) != ready);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Resolves once the observed state is complete.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Asks the session to have every desired object sent again.
+    pub fn request_resync(&self) {
+        self.resync.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that sees a new value after every resync request.
+    pub fn resync_requests(&self) -> watch::Receiver<u64> {
+        self.resync.subscribe()
+    }
+
+    /// Records that the site refuses the latest version of `key`.
+    pub fn set_failure(&self, key: &ObjectKey, failure: ApplyFailure) {
+        {
+            let mut s = self.lock();
+            if s.failures.get(key) == Some(&failure) {
+                return;
+            }
+            s.failures.insert(key.clone(), failure);
+            s.dirty_objects.insert(key.clone());
+        }
+        self.bump();
+    }
+
+    /// The site took `key` (or it is no longer wanted): its failure is gone.
+    pub fn clear_failure(&self, key: &ObjectKey) {
+        {
+            let mut s = self.lock();
+            if s.failures.remove(key).is_none() {
+                return;
+            }
+            s.dirty_objects.insert(key.clone());
+        }
+        self.bump();
+    }
+
+    pub fn failure(&self, key: &ObjectKey) -> Option<ApplyFailure> {
+        self.lock().failures.get(key).cloned()
+    }
+
+    /// Queues an Event for the next report (a newer event of the same name
+    /// replaces a queued one; the oldest are dropped beyond a bound).
+    pub fn push_event(&self, event: SiteEvent) {
+        {
+            let mut s = self.lock();
+            let name = event.object.pointer("/metadata/name").cloned();
+            if name.is_some() {
+                s.events
+                    .retain(|e| e.object.pointer("/metadata/name").cloned() != name);
+            }
+            if s.events.len() >= MAX_PENDING_EVENTS {
+                s.events.pop_front();
+            }
+            s.events.push_back(event);
+        }
+        self.bump();
     }
 
     fn lock(&self) -> MutexGuard<'_, FeedState> {
@@ -120,7 +242,8 @@ impl StatusFeed {
     }
 
     /// Records an object's current status (no-op when unchanged).
-    pub fn set_object(&self, object: ObservedObject) {
+    pub fn set_object(&self, mut object: ObservedObject) {
+        object.failure = None;
         {
             let mut s = self.lock();
             if s.objects.get(&object.key) == Some(&object) {
@@ -163,18 +286,19 @@ impl StatusFeed {
     /// Whether anything changed since last taken.
     pub fn has_changes(&self) -> bool {
         let s = self.lock();
-        !s.dirty_pods.is_empty() || !s.dirty_objects.is_empty()
+        !s.dirty_pods.is_empty() || !s.dirty_objects.is_empty() || !s.events.is_empty()
     }
 
-    /// Takes up to `max` changed entries (objects first: they carry the rollout state).
+    /// Takes up to `max` changed entries (objects first: they carry the rollout
+    /// state; events last).
     pub fn take_changes(&self, max: usize) -> StatusBatch {
         let mut s = self.lock();
         let mut batch = StatusBatch::default();
         let objects: Vec<ObjectKey> = s.dirty_objects.iter().take(max).cloned().collect();
         for key in objects {
             s.dirty_objects.remove(&key);
-            match s.objects.get(&key) {
-                Some(o) => batch.objects.push(o.clone()),
+            match s.report_of(&key) {
+                Some(o) => batch.objects.push(o),
                 None => batch.deleted_objects.push(key),
             }
         }
@@ -187,18 +311,24 @@ impl StatusFeed {
                 None => batch.deleted_pods.push(id),
             }
         }
+        let room = max.saturating_sub(batch.len());
+        let n = room.min(s.events.len());
+        batch.events = s.events.drain(..n).collect();
         batch
     }
 
     /// Everything currently observed, for a full report (which replaces what the
-    /// control plane holds, so removals need not be listed). Clears the change marks.
+    /// control plane holds, so removals need not be listed). Clears the change
+    /// marks; queued events go along.
     pub fn take_all(&self) -> StatusBatch {
         let mut s = self.lock();
         s.dirty_pods.clear();
         s.dirty_objects.clear();
+        let keys: HashSet<ObjectKey> = s.objects.keys().chain(s.failures.keys()).cloned().collect();
         StatusBatch {
             pods: s.pods.values().cloned().collect(),
-            objects: s.objects.values().cloned().collect(),
+            objects: keys.iter().filter_map(|k| s.report_of(k)).collect(),
+            events: s.events.drain(..).collect(),
             ..StatusBatch::default()
         }
     }
@@ -310,6 +440,7 @@ mod tests {
             key: key.clone(),
             status: json!({}),
             observed_revision: 3,
+            failure: None,
         });
         assert_eq!(feed.take_changes(10).objects.len(), 1);
         feed.remove_object(&key);

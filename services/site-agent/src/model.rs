@@ -211,6 +211,33 @@ pub struct ObservedObject {
     pub status: Value,
     /// The revision of the last applied version that this status reflects.
     pub observed_revision: i64,
+    /// Set in reports while the site refuses the object's latest version (the
+    /// feed adds it; backends leave it `None`).
+    pub failure: Option<ApplyFailure>,
+}
+
+/// The site's refusal of one version of an object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApplyFailure {
+    /// The refused revision.
+    pub revision: i64,
+    /// HTTP status of the refusal.
+    pub code: u16,
+    /// Kubernetes reason (`Invalid`, `Forbidden`, ...).
+    pub reason: String,
+    pub message: String,
+    /// When this revision was first refused.
+    pub first_time: std::time::SystemTime,
+    pub attempts: u32,
+}
+
+/// A Kubernetes Event about an object of a vK8s, in virtual terms: namespace the
+/// Manifold namespace, `involvedObject` the virtual object (with its vK8s uid),
+/// `metadata.name` unique per event on this site.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SiteEvent {
+    pub virtual_cluster: VirtualCluster,
+    pub object: Value,
 }
 
 /// A node of the site and whether it is Ready.

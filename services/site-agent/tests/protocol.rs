@@ -470,3 +470,137 @@ async fn renews_its_certificate_over_the_stream_or_directly() {
         agent.await.unwrap().unwrap();
     }
 }
+
+fn config_map(revision: i64, name: &str, annotations: serde_json::Value) -> Down {
+    let object = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"),
+                     "annotations": annotations},
+        "data": {"k": "v"}
+    });
+    Down::Apply(pb::Apply {
+        revision,
+        r#ref: Some(pb::ObjectRef {
+            virtual_cluster: VC.into(),
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: "shop".into(),
+            name: name.into(),
+        }),
+        object: Some(json_to_struct(&object)),
+    })
+}
+
+/// An object the site refuses is acknowledged (so nothing behind it waits),
+/// reported with the site's error and an Event, retried, and cleared once a newer
+/// version applies; an unreachable cluster holds everything back unacknowledged,
+/// keeps the stream alive and is reported in heartbeats until it returns.
+#[tokio::test]
+async fn refusals_are_reported_and_outages_hold_changes() {
+    let mut cp = support::start("tok-r", MONTH).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(SimulatedBackend::new(
+        "pa2-par",
+        2,
+        SimulatedOptions::default(),
+    ));
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(manifold_site_agent::run(
+        config(&cp, &dir.path().join("agent"), Some("tok-r")),
+        backend.clone(),
+        shutdown.clone(),
+    ));
+    let mut conn = cp.accept().await;
+    assert!(matches!(conn.recv().await, Up::Hello(_)));
+    let mut observed = Observed::default();
+    conn.send(Down::SnapshotBegin(pb::SnapshotBegin { revision: 1 }))
+        .await;
+    conn.send(Down::SnapshotEnd(pb::SnapshotEnd { revision: 1 }))
+        .await;
+    assert_eq!(ack(&mut conn, &mut observed).await, 1);
+
+    // Refused, yet acknowledged, and the next object flows.
+    conn.send(config_map(
+        2,
+        "bad",
+        json!({"sim.manifold.dev/refuse": "no thanks"}),
+    ))
+    .await;
+    conn.send(apply(3, "web", 1, 1)).await;
+    let mut events = Vec::new();
+    let acked = loop {
+        let a = wait_for(&mut conn, &mut observed, |m| match m {
+            Up::Ack(a) => Some(a.revision),
+            Up::Status(r) => {
+                events.extend(r.events.iter().cloned());
+                None
+            }
+            _ => None,
+        })
+        .await;
+        if a >= 3 {
+            break a;
+        }
+    };
+    assert_eq!(acked, 3);
+    observe_until(&mut conn, &mut observed, |o| {
+        o.running("web-") == 1 && o.objects.get("bad").is_some_and(|s| s.failure.is_some())
+    })
+    .await;
+    let failure = observed.objects["bad"].failure.clone().unwrap();
+    assert_eq!((failure.revision, failure.code), (2, 422));
+    assert_eq!(failure.reason, "Invalid");
+    assert!(failure.message.contains("no thanks"), "{}", failure.message);
+    let event = loop {
+        if let Some(e) = events.iter().find(|e| {
+            e.object
+                .as_ref()
+                .is_some_and(|o| format!("{o:?}").contains("SiteRefused"))
+        }) {
+            break e.clone();
+        }
+        let r = wait_for(&mut conn, &mut observed, |m| match m {
+            Up::Status(r) => Some(r.events.clone()),
+            _ => None,
+        })
+        .await;
+        events.extend(r);
+    };
+    let text = format!("{:?}", event.object.unwrap());
+    assert!(text.contains("site pa2-par refused revision 2"), "{text}");
+    assert!(
+        text.contains("uid-bad"),
+        "the event names the vK8s object: {text}"
+    );
+
+    // A newer version without the problem applies and clears the refusal.
+    conn.send(config_map(4, "bad", json!({}))).await;
+    assert_eq!(ack(&mut conn, &mut observed).await, 4);
+    observe_until(&mut conn, &mut observed, |o| {
+        o.objects.get("bad").is_none_or(|s| s.failure.is_none())
+    })
+    .await;
+
+    // The cluster goes away: nothing is acknowledged, heartbeats say why.
+    backend.set_unreachable(true);
+    conn.send(apply(5, "web", 2, 2)).await;
+    let why = wait_for(&mut conn, &mut observed, |m| match m {
+        Up::Heartbeat(h) if !h.cluster_error.is_empty() => Some(h.clone()),
+        Up::Ack(a) if a.revision >= 5 => panic!("acknowledged while the cluster is down"),
+        _ => None,
+    })
+    .await;
+    assert!(why.cluster_error.contains("connection refused"), "{why:?}");
+    assert!(why.nodes_unknown, "node list kept while unknown");
+    // It comes back: the held change applies and is acknowledged.
+    backend.set_unreachable(false);
+    assert_eq!(ack(&mut conn, &mut observed).await, 5);
+    wait_for(&mut conn, &mut observed, |m| match m {
+        Up::Heartbeat(h) if h.cluster_error.is_empty() => Some(()),
+        _ => None,
+    })
+    .await;
+    observe_until(&mut conn, &mut observed, |o| o.running("web-") == 2).await;
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
+}

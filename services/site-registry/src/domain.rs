@@ -129,12 +129,14 @@ impl ProviderKind {
     }
 }
 
-/// registered → online ↔ offline → decommissioned.
+/// registered → online ↔ degraded ↔ offline → decommissioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SiteState {
     /// Known to the registry; no agent has reported yet.
     Registered,
     Online,
+    /// The agent is connected but cannot reach its cluster's API server.
+    Degraded,
     Offline,
     /// Terminal: certificates revoked, never placed on again.
     Decommissioned,
@@ -145,6 +147,7 @@ impl SiteState {
         match self {
             SiteState::Registered => "registered",
             SiteState::Online => "online",
+            SiteState::Degraded => "degraded",
             SiteState::Offline => "offline",
             SiteState::Decommissioned => "decommissioned",
         }
@@ -153,6 +156,7 @@ impl SiteState {
     pub fn parse(s: &str) -> SiteState {
         match s {
             "online" => SiteState::Online,
+            "degraded" => SiteState::Degraded,
             "offline" => SiteState::Offline,
             "decommissioned" => SiteState::Decommissioned,
             _ => SiteState::Registered,
@@ -255,6 +259,8 @@ pub struct SiteRecord {
     pub site: String,
     pub spec: SiteSpec,
     pub state: SiteState,
+    /// Why the site is in its state (DEGRADED: the agent's error).
+    pub state_message: String,
     pub agent_version: String,
     pub nodes: Vec<Node>,
     pub last_heartbeat_time: Option<DateTime<Utc>>,
@@ -275,8 +281,10 @@ impl SiteRecord {
 #[derive(Debug, Clone)]
 pub struct StatusReport {
     pub site: String,
-    /// Online or Offline.
+    /// Online, Degraded or Offline.
     pub state: SiteState,
+    /// Degraded: why.
+    pub state_message: String,
     pub agent_version: String,
     pub nodes: Vec<Node>,
     pub heartbeat_time: DateTime<Utc>,

@@ -177,6 +177,7 @@ async fn status_reports_become_pods_watches_statuses_deletes_and_logs() {
                 name: "web".into(),
             }),
             site: String::new(),
+            failure: None,
             status: Some(structure(&[("readyReplicas", Kind::NumberValue(2.0))])),
             observed_revision: 7,
             update_time: None,
@@ -452,6 +453,7 @@ async fn a_site_whose_stream_is_gone_goes_offline_and_comes_back() {
                 name: "par-node-1".into(),
                 ready: true,
             }],
+            ..Default::default()
         }))
         .await;
     agent

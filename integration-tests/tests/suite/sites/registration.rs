@@ -138,6 +138,7 @@ async fn certificates_renew_as_their_own_site_and_decommission_revokes() {
             labels: labels(&[("zone", "a")]),
         }],
         heartbeat_time: None,
+        state_message: String::new(),
     };
     let online = agent_a
         .report_site_status(report("site-a"))

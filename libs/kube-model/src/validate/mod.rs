@@ -1,5 +1,6 @@
 //! Validation of incoming objects: envelope, metadata, typed decoding, unknown fields, semantic checks.
 
+mod immutable;
 mod pod;
 mod semantic;
 mod typed;
@@ -10,6 +11,7 @@ use crate::field_error::{FieldError, aggregate_message, causes_json};
 use crate::kinds::ResourceKind;
 use crate::names::validate_object_meta;
 
+pub use immutable::{check_update, immutable_changes};
 pub use semantic::{MAX_DATA_SIZE, check_kind};
 pub use typed::{DecodeError, round_trip, unknown_fields};
 

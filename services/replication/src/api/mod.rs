@@ -291,6 +291,7 @@ impl pb::replication_service_server::ReplicationService for Api {
                     status: to_struct(&s.status),
                     observed_revision: s.observed_revision,
                     update_time: Some(ts(time)),
+                    failure: s.failure.as_ref().map(|f| f.to_proto()),
                 })
                 .collect(),
         }))

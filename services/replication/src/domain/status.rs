@@ -38,6 +38,58 @@ pub struct ObjectState {
     pub key: ObjectKey,
     pub status: Value,
     pub observed_revision: i64,
+    /// The site refuses the object's latest version.
+    pub failure: Option<ApplyFailure>,
+}
+
+/// A site's refusal of an object version (`ApplyFailure` on the wire), kept as
+/// JSON beside the status.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApplyFailure {
+    pub revision: i64,
+    pub code: i32,
+    pub reason: String,
+    pub message: String,
+    pub first_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub attempts: i32,
+}
+
+/// Longest site message kept.
+pub const MAX_FAILURE_MESSAGE: usize = 4096;
+
+impl ApplyFailure {
+    pub fn from_proto(f: &manifold_proto::replication::v1::ApplyFailure) -> Self {
+        let mut message = f.message.clone();
+        if message.len() > MAX_FAILURE_MESSAGE {
+            let mut cut = MAX_FAILURE_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        Self {
+            revision: f.revision,
+            code: f.code,
+            reason: f.reason.chars().take(128).collect(),
+            message,
+            first_time: f
+                .first_time
+                .as_ref()
+                .and_then(crate::upstream::convert::from_ts),
+            attempts: f.attempts,
+        }
+    }
+
+    pub fn to_proto(&self) -> manifold_proto::replication::v1::ApplyFailure {
+        manifold_proto::replication::v1::ApplyFailure {
+            revision: self.revision,
+            code: self.code,
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            first_time: self.first_time.map(crate::upstream::convert::ts),
+            attempts: self.attempts,
+        }
+    }
 }
 
 /// A Kubernetes Event a site reported, in virtual terms.

@@ -22,7 +22,7 @@ use super::logs::Delivery;
 use crate::Shared;
 use crate::domain::{
     ObjectKey, VkName,
-    status::{EventState, ObjectState, PodRemoval, PodState, Report},
+    status::{ApplyFailure, EventState, ObjectState, PodRemoval, PodState, Report},
 };
 use crate::error::ReplicationError;
 use crate::storage;
@@ -45,6 +45,18 @@ pub async fn report_online(
     site: &str,
     agent_version: &str,
     nodes: Option<Vec<pb::NodeStatus>>,
+) {
+    report_live(shared, site, agent_version, nodes, "").await
+}
+
+/// [`report_online`], or DEGRADED with `cluster_error` when that is not empty
+/// (the agent is connected but cannot reach its cluster).
+pub async fn report_live(
+    shared: &Shared,
+    site: &str,
+    agent_version: &str,
+    nodes: Option<Vec<pb::NodeStatus>>,
+    cluster_error: &str,
 ) {
     let now = now_micros();
     let nodes_json = nodes.as_ref().map(|n| {
@@ -81,14 +93,19 @@ pub async fn report_online(
         .registration()
         .report_site_status(shared.upstream.request(spb::ReportSiteStatusRequest {
             site: format!("sites/{site}"),
-            state: spb::site::State::Online as i32,
+            state: if cluster_error.is_empty() {
+                spb::site::State::Online
+            } else {
+                spb::site::State::Degraded
+            } as i32,
             agent_version: agent_version.to_owned(),
             nodes,
             heartbeat_time: Some(ts(now)),
+            state_message: cluster_error.chars().take(1024).collect(),
         }))
         .await;
     if let Err(s) = reply {
-        tracing::warn!(site, code = ?s.code(), error = %s.message(), "reporting the site ONLINE");
+        tracing::warn!(site, code = ?s.code(), error = %s.message(), "reporting the site's status");
     }
 }
 
@@ -140,6 +157,7 @@ pub struct Inbound {
     der: Vec<u8>,
     last_registry_report: Option<Instant>,
     last_nodes: Vec<pb::NodeStatus>,
+    last_cluster_error: String,
 }
 
 impl Inbound {
@@ -150,6 +168,7 @@ impl Inbound {
             der: der.to_vec(),
             last_registry_report: None,
             last_nodes: Vec::new(),
+            last_cluster_error: String::new(),
         }
     }
 
@@ -242,7 +261,8 @@ impl Inbound {
     }
 
     async fn heartbeat(&mut self, h: pb::Heartbeat) {
-        let changed = h.nodes != self.last_nodes;
+        let changed = (!h.nodes_unknown && h.nodes != self.last_nodes)
+            || h.cluster_error != self.last_cluster_error;
         let due = self
             .last_registry_report
             .is_none_or(|t| t.elapsed() >= REGISTRY_REPORT_EVERY);
@@ -262,12 +282,26 @@ impl Inbound {
             return;
         }
         self.last_registry_report = Some(Instant::now());
-        self.last_nodes = h.nodes.clone();
-        report_online(
+        if h.cluster_error != self.last_cluster_error {
+            if h.cluster_error.is_empty() {
+                tracing::info!(site = %self.handle.site, "the site reaches its cluster again");
+            } else {
+                tracing::warn!(site = %self.handle.site, error = %h.cluster_error,
+                    "the site's agent cannot reach its cluster: DEGRADED");
+            }
+            self.last_cluster_error = h.cluster_error.clone();
+        }
+        // An agent that has not listed its nodes yet keeps the stored list.
+        let nodes = (!h.nodes_unknown).then(|| {
+            self.last_nodes = h.nodes.clone();
+            h.nodes
+        });
+        report_live(
             &self.shared,
             &self.handle.site,
             &self.handle.agent_version,
-            Some(h.nodes),
+            nodes,
+            &h.cluster_error,
         )
         .await;
     }
@@ -352,6 +386,7 @@ pub fn report_from_proto(site: &str, r: pb::StatusReport) -> (Report, usize) {
                     .as_ref()
                     .map_or_else(|| serde_json::json!({}), from_struct),
                 observed_revision: o.observed_revision,
+                failure: o.failure.as_ref().map(ApplyFailure::from_proto),
             }),
             _ => skipped += 1,
         }

@@ -25,11 +25,12 @@ pub async fn upsert(
     let k = &o.key;
     sqlx::query(
         "INSERT INTO replication.object_status (tenant_id, virtual_cluster, api_group, kind, \
-             namespace, name, site, api_version, status, observed_revision, update_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now()) \
+             namespace, name, site, api_version, status, observed_revision, failure, update_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now()) \
          ON CONFLICT (virtual_cluster, api_group, kind, namespace, name, site) DO UPDATE SET \
              api_version = EXCLUDED.api_version, status = EXCLUDED.status, \
-             observed_revision = EXCLUDED.observed_revision, update_time = now()",
+             observed_revision = EXCLUDED.observed_revision, failure = EXCLUDED.failure, \
+             update_time = now()",
     )
     .bind(tenant_id)
     .bind(&k.virtual_cluster)
@@ -41,6 +42,11 @@ pub async fn upsert(
     .bind(&k.api_version)
     .bind(&o.status)
     .bind(o.observed_revision)
+    .bind(
+        o.failure
+            .as_ref()
+            .and_then(|f| serde_json::to_value(f).ok()),
+    )
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -69,7 +75,7 @@ pub async fn of_object(
     key: &ObjectKey,
 ) -> Result<Vec<(String, ObjectState, DateTime<Utc>)>, DbError> {
     let rows = sqlx::query(
-        "SELECT site, api_version, status, observed_revision, update_time \
+        "SELECT site, api_version, status, observed_revision, failure, update_time \
          FROM replication.object_status WHERE virtual_cluster = $1 AND api_group = $2 \
          AND kind = $3 AND namespace = $4 AND name = $5 ORDER BY site",
     )
@@ -91,6 +97,9 @@ pub async fn of_object(
                     key,
                     status: r.get("status"),
                     observed_revision: r.get("observed_revision"),
+                    failure: r
+                        .get::<Option<serde_json::Value>, _>("failure")
+                        .and_then(|v| serde_json::from_value(v).ok()),
                 },
                 r.get("update_time"),
             )

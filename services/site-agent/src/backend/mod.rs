@@ -33,8 +33,10 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The snapshot is complete: deletes every managed object that `keep` does not
-    /// name. Returns how many objects were pruned.
+    /// The snapshot is complete: deletes every object the agent applied that `keep`
+    /// does not name (never what the cluster's own controllers made from them), and
+    /// what it made for vK8s of which `keep` names nothing. Returns how many objects
+    /// were pruned.
     async fn end_snapshot(
         &self,
         revision: i64,
@@ -45,8 +47,20 @@ pub trait Backend: Send + Sync + 'static {
     /// reports from it; backends keep it current.
     fn status_feed(&self) -> Arc<StatusFeed>;
 
-    /// The cluster's nodes and their readiness.
+    /// The cluster's nodes and their readiness. An error means "not known now"
+    /// (the node watch has not listed yet, or the cluster cannot be reached).
     async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError>;
+
+    /// Whether the cluster's API server answers and is healthy; `Err(why)` when not.
+    async fn probe(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Removes what the agent made on the cluster for vK8s `vc` beyond its objects
+    /// (the physical namespace), once no object of it is desired on this site.
+    async fn remove_virtual_cluster(&self, _vc: &VirtualCluster) -> Result<(), BackendError> {
+        Ok(())
+    }
 
     /// Logs of a pod's container (following when asked).
     async fn logs(&self, params: &LogParams) -> Result<LogStream, BackendError>;

@@ -3,6 +3,7 @@
 //! acknowledged revision (kept in memory: after a process restart it is 0 and the
 //! control plane sends a snapshot).
 
+mod applier;
 mod stream;
 
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub(crate) struct AgentState {
     pub identity: Identity,
     /// Highest revision applied and acknowledged.
     pub last_acked: i64,
+    /// The applier between sessions (its retry queue and desired set).
+    pub applier: Option<applier::Applier>,
 }
 
 /// Waits `delay`, or returns false when shut down first.
@@ -113,6 +116,7 @@ pub async fn run(
     let mut state = AgentState {
         identity,
         last_acked: 0,
+        applier: None,
     };
     loop {
         if shutdown.is_cancelled() {
@@ -123,6 +127,15 @@ pub async fn run(
             .await;
         match outcome {
             Ok(()) => return Ok(()),
+            Err(stream::SessionError {
+                error: AgentError::Resync,
+                ..
+            }) => {
+                // Start over from a snapshot, at once.
+                state.last_acked = 0;
+                backoff.reset();
+                continue;
+            }
             Err(stream::SessionError { error, established }) => {
                 if established {
                     backoff.reset();

@@ -1,29 +1,30 @@
-//! One `SiteSync.Connect` session: Hello, then applying what the control plane sends
-//! (acknowledging cumulatively once applied), snapshots with pruning, heartbeats,
-//! debounced status reports, log streams, pod deletions and certificate renewal.
+//! One `SiteSync.Connect` session: Hello, then handing what the control plane sends
+//! to the applier (and acknowledging cumulatively what it applied), heartbeats with
+//! the cluster's health, status reports (the first full one once the backend's
+//! observed state is complete), log streams, pod deletions and certificate renewal.
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use manifold_proto::replication::v1 as pb;
 use pb::agent_message::Msg;
-use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentState, Backoff};
+use super::AgentState;
+use super::applier::{Applied, Applier, Work};
 use crate::backend::Backend;
 use crate::config::AgentConfig;
 use crate::convert::{self, Command, RenewedCert, agent_message};
-use crate::error::{AgentError, BackendError};
+use crate::error::AgentError;
 use crate::feed::{StatusBatch, StatusFeed};
 use crate::identity;
-use crate::model::{LogParams, ObjectKey};
+use crate::model::LogParams;
 
 /// Outbound messages queued before a send waits for the control plane.
 const OUTBOUND_QUEUE: usize = 64;
@@ -35,6 +36,12 @@ const MAX_DRAIN: usize = 256;
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// Largest log chunk sent.
 const MAX_LOG_CHUNK: usize = 64 * 1024;
+/// Messages handed to the applier and not yet taken: the stream is not read while
+/// it is full, so a cluster that applies slowly holds the control plane back
+/// (through its window and HTTP/2 flow control) rather than this process.
+const WORK_QUEUE: usize = 512;
+/// How long a heartbeat waits for the cluster's health check.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The last chunk of a log request: end of file, or the reason it failed.
 fn log_chunk(request_id: &str, data: Vec<u8>, error: Option<String>) -> pb::AgentMessage {
@@ -52,6 +59,7 @@ enum Entry {
     DeletedObject(pb::ObjectRef),
     Pod(pb::Pod),
     RemovedPod(pb::PodRef),
+    Event(pb::SiteEvent),
 }
 
 /// How a session ended, when it did not end by shutdown.
@@ -75,10 +83,18 @@ pub(crate) struct Session<'a> {
     shutdown: &'a CancellationToken,
     established: bool,
     tx: Option<mpsc::Sender<pb::AgentMessage>>,
-    /// Highest revision applied in this session (acknowledged by `flush_ack`).
+    /// Highest revision the applier reported applied (acknowledged by `flush_ack`).
     applied: i64,
-    /// Keys applied since SnapshotBegin, while a snapshot is in progress.
-    snapshot: Option<HashSet<ObjectKey>>,
+    /// Work for the applier task, while it runs.
+    work: Option<mpsc::Sender<Work>>,
+    applier_task: Option<JoinHandle<Applier>>,
+    applier_stop: CancellationToken,
+    /// The applier's view of the cluster's reachability.
+    cluster_error: Option<watch::Receiver<Option<String>>>,
+    /// A full status report is owed (after Hello and every snapshot); it is sent
+    /// once the backend's observed state is complete, and incremental reports
+    /// wait for it.
+    full_pending: bool,
     log_streams: JoinSet<()>,
     /// Running log streams by request id, for LogRequest.cancel.
     log_handles: HashMap<String, AbortHandle>,
@@ -102,7 +118,11 @@ impl<'a> Session<'a> {
             established: false,
             tx: None,
             applied,
-            snapshot: None,
+            work: None,
+            applier_task: None,
+            applier_stop: CancellationToken::new(),
+            cluster_error: None,
+            full_pending: true,
             log_streams: JoinSet::new(),
             log_handles: HashMap::new(),
             side_tasks: JoinSet::new(),
@@ -117,10 +137,72 @@ impl<'a> Session<'a> {
         self.tx = None;
         self.log_streams.abort_all();
         self.side_tasks.abort_all();
+        // Take the applier back (its retry queue outlives the session). What it
+        // had not applied is replayed after the last acknowledged revision.
+        self.work = None;
+        self.applier_stop.cancel();
+        if let Some(task) = self.applier_task.take() {
+            match task.await {
+                Ok(applier) => self.state.applier = Some(applier),
+                Err(e) => {
+                    tracing::error!(site = %self.config.site, error = %e,
+                        "the applier failed; starting over from a snapshot");
+                    self.state.last_acked = 0;
+                }
+            }
+        }
         result.map_err(|error| SessionError {
             error,
             established: self.established,
         })
+    }
+
+    /// Starts the applier task for this session.
+    fn start_applier(&mut self) -> mpsc::Receiver<Applied> {
+        let mut applier = match self.state.applier.take() {
+            Some(a) => a,
+            None => {
+                // No applier to resume (first session, or the last one failed):
+                // only a snapshot can tell it what is desired.
+                self.state.last_acked = 0;
+                self.applied = 0;
+                Applier::new(&self.config.site, self.backend.clone())
+            }
+        };
+        self.cluster_error = Some(applier.cluster_error());
+        let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
+        let (applied_tx, applied_rx) = mpsc::channel(WORK_QUEUE);
+        let stop = self.applier_stop.clone();
+        self.applier_task = Some(tokio::spawn(async move {
+            applier.run(work_rx, applied_tx, stop).await;
+            applier
+        }));
+        self.work = Some(work_tx);
+        applied_rx
+    }
+
+    /// Whether the applier can take another message now.
+    fn can_take_work(&self) -> bool {
+        self.work.as_ref().is_some_and(|w| w.capacity() > 0)
+    }
+
+    async fn give(&self, work: Work) -> Result<(), AgentError> {
+        let w = self.work.as_ref().ok_or(AgentError::StreamClosed)?;
+        w.send(work)
+            .await
+            .map_err(|_| AgentError::Protocol("the applier stopped".into()))
+    }
+
+    fn on_applied(&mut self, done: Applied) {
+        match done {
+            Applied::Upto(revision) => self.applied = self.applied.max(revision),
+            Applied::SnapshotDone { revision, .. } => {
+                // The snapshot is the whole truth as of its revision.
+                self.applied = revision;
+                self.state.last_acked = self.state.last_acked.min(revision - 1);
+                self.full_pending = true;
+            }
+        }
     }
 
     async fn run_inner(&mut self) -> Result<(), AgentError> {
@@ -132,6 +214,8 @@ impl<'a> Session<'a> {
             c = endpoint.connect() => c?,
             _ = self.shutdown.cancelled() => return Ok(()),
         };
+        // Before Hello: without an applier to resume, the agent starts from 0.
+        let mut applied_rx = self.start_applier();
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let hello = agent_message(Msg::Hello(pb::Hello {
             site: self.config.site.clone(),
@@ -152,9 +236,13 @@ impl<'a> Session<'a> {
         let feed = self.backend.status_feed();
         let mut feed_rx = feed.subscribe();
         let mut feed_open = true;
-        // Everything observed so far: the control plane may have missed changes while
-        // the stream was down.
-        self.send_batch(feed.take_all(), true).await?;
+        let mut resync_rx = feed.resync_requests();
+        resync_rx.mark_unchanged();
+        // Everything observed so far goes out as a full report once the backend's
+        // observed state is complete: the control plane may have missed changes
+        // while the stream was down, and a report from half-listed watches would
+        // tell it that pods vanished.
+        self.full_pending = true;
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut report_at: Option<Instant> = None;
@@ -162,10 +250,21 @@ impl<'a> Session<'a> {
         loop {
             let report_due =
                 report_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let can_take = self.can_take_work();
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Ok(()),
-                msg = inbound.message() => {
+                done = applied_rx.recv() => {
+                    let Some(done) = done else {
+                        return Err(AgentError::Protocol("the applier stopped".into()));
+                    };
+                    self.on_applied(done);
+                    while let Ok(more) = applied_rx.try_recv() {
+                        self.on_applied(more);
+                    }
+                    self.flush_ack().await?;
+                }
+                msg = inbound.message(), if can_take => {
                     let first = match msg {
                         Ok(Some(m)) => m,
                         Ok(None) => return Err(AgentError::StreamClosed),
@@ -174,6 +273,9 @@ impl<'a> Session<'a> {
                     self.established = true;
                     self.handle(first).await?;
                     for _ in 0..MAX_DRAIN {
+                        if !self.can_take_work() {
+                            break;
+                        }
                         match inbound.message().now_or_never() {
                             Some(Ok(Some(m))) => self.handle(m).await?,
                             Some(Ok(None)) => {
@@ -184,7 +286,11 @@ impl<'a> Session<'a> {
                             None => break,
                         }
                     }
-                    self.flush_ack().await?;
+                }
+                _ = feed.wait_ready(), if self.full_pending => {
+                    self.full_pending = false;
+                    report_at = None;
+                    self.send_batch(feed.take_all(), true).await?;
                 }
                 _ = heartbeat.tick() => {
                     self.heartbeat().await?;
@@ -197,9 +303,14 @@ impl<'a> Session<'a> {
                         report_at = Some(Instant::now() + self.config.status_debounce);
                     }
                 }
-                _ = tokio::time::sleep_until(report_due), if report_at.is_some() => {
+                _ = tokio::time::sleep_until(report_due), if report_at.is_some() && !self.full_pending => {
                     report_at = None;
                     self.send_changes(&feed).await?;
+                }
+                _ = resync_rx.changed() => {
+                    tracing::warn!(site = %self.config.site,
+                        "the cluster lost what was applied; asking the control plane for everything again");
+                    return Err(AgentError::Resync);
                 }
                 Some(_) = self.log_streams.join_next(), if !self.log_streams.is_empty() => {}
                 Some(_) = self.side_tasks.join_next(), if !self.side_tasks.is_empty() => {}
@@ -218,9 +329,10 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// One Ack for everything applied so far (never during a snapshot).
+    /// One Ack for everything applied so far (the applier reports nothing during
+    /// a snapshot, so nothing is acknowledged before SnapshotEnd).
     async fn flush_ack(&mut self) -> Result<(), AgentError> {
-        if self.snapshot.is_some() || self.applied <= self.state.last_acked {
+        if self.applied <= self.state.last_acked {
             return Ok(());
         }
         self.send(Msg::Ack(pb::Ack {
@@ -229,13 +341,6 @@ impl<'a> Session<'a> {
         .await?;
         self.state.last_acked = self.applied;
         Ok(())
-    }
-
-    /// Marks `revision` applied (outside snapshots; revisions only move forward).
-    fn advance(&mut self, revision: i64) {
-        if self.snapshot.is_none() {
-            self.applied = self.applied.max(revision);
-        }
     }
 
     async fn handle(&mut self, msg: pb::ControlMessage) -> Result<(), AgentError> {
@@ -247,63 +352,21 @@ impl<'a> Session<'a> {
         let command = match Command::try_from(msg) {
             Ok(c) => c,
             Err(e) => {
-                // Nothing can make it valid later: skip it, but keep the cursor moving.
+                // Nothing can make it valid later: skip it, but keep the cursor moving
+                // (in order, behind what the applier holds).
                 tracing::error!(site = %self.config.site, error = %e, ?revision, "ignoring an invalid control message");
                 if let Some(r) = revision {
-                    self.advance(r);
+                    self.give(Work::Progress(r)).await?;
                 }
                 return Ok(());
             }
         };
         match command {
-            Command::Apply(object) => {
-                let backend = self.backend.clone();
-                let done = self
-                    .retrying(&format!("apply {}", object.key), || backend.apply(&object))
-                    .await?;
-                if done.is_none() && self.snapshot.is_some() {
-                    tracing::warn!(key = %object.key, "a snapshot object could not be applied");
-                }
-                if let Some(keep) = &mut self.snapshot {
-                    keep.insert(object.key);
-                }
-                self.advance(object.revision);
-            }
-            Command::Delete { key, revision } => {
-                let backend = self.backend.clone();
-                self.retrying(&format!("delete {key}"), || backend.delete(&key, revision))
-                    .await?;
-                if let Some(keep) = &mut self.snapshot {
-                    keep.remove(&key);
-                }
-                self.advance(revision);
-            }
-            Command::SnapshotBegin { revision } => {
-                tracing::info!(site = %self.config.site, revision, "snapshot begins");
-                let backend = self.backend.clone();
-                self.retrying("begin snapshot", || backend.begin_snapshot(revision))
-                    .await?;
-                self.snapshot = Some(HashSet::new());
-            }
-            Command::SnapshotEnd { revision } => {
-                let keep = self.snapshot.take().ok_or_else(|| {
-                    AgentError::Protocol("SnapshotEnd without SnapshotBegin".into())
-                })?;
-                let backend = self.backend.clone();
-                let pruned = self
-                    .retrying("prune after snapshot", || {
-                        backend.end_snapshot(revision, &keep)
-                    })
-                    .await?;
-                tracing::info!(site = %self.config.site, revision, objects = keep.len(),
-                    pruned = pruned.unwrap_or(0), "snapshot applied");
-                // The snapshot is the whole truth as of its revision.
-                self.applied = revision;
-                self.state.last_acked = self.state.last_acked.min(revision - 1);
-                let feed = self.backend.status_feed();
-                self.send_batch(feed.take_all(), true).await?;
-            }
-            Command::Progress { revision } => self.advance(revision),
+            Command::Apply(object) => self.give(Work::Apply(object)).await?,
+            Command::Delete { key, revision } => self.give(Work::Delete { key, revision }).await?,
+            Command::SnapshotBegin { revision } => self.give(Work::SnapshotBegin(revision)).await?,
+            Command::SnapshotEnd { revision } => self.give(Work::SnapshotEnd(revision)).await?,
+            Command::Progress { revision } => self.give(Work::Progress(revision)).await?,
             Command::Logs { request_id, params } => self.start_logs(request_id, params),
             Command::CancelLogs { request_id } => {
                 if let Some(handle) = self.log_handles.remove(&request_id) {
@@ -342,49 +405,39 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Runs a backend call, retrying transient failures. A permanent failure is
-    /// logged and skipped (`Ok(None)`): replaying it would fail the same way. A
-    /// transient failure that outlasts the attempts ends the session, so the
-    /// control plane replays from the last acknowledged revision.
-    async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<Option<T>, AgentError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, BackendError>>,
-    {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        let attempts = self.config.apply_attempts.max(1);
-        for attempt in 1..=attempts {
-            match call().await {
-                Ok(v) => return Ok(Some(v)),
-                Err(e) if e.is_transient() && attempt < attempts => {
-                    tracing::warn!(site = %self.config.site, what, attempt, error = %e, "backend call failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
-                        _ = self.shutdown.cancelled() => return Err(AgentError::Backend(e)),
-                    }
-                }
-                Err(e) if e.is_transient() => return Err(AgentError::Backend(e)),
-                Err(e) => {
-                    tracing::error!(site = %self.config.site, what, error = %e, "backend refused; skipping");
-                    return Ok(None);
-                }
-            }
-        }
-        Ok(None)
-    }
-
+    /// A heartbeat: the node list when known, and whether the cluster answers
+    /// (its health check, or the applier's last error reaching it).
     async fn heartbeat(&mut self) -> Result<(), AgentError> {
-        let nodes = match self.backend.nodes().await {
-            Ok(nodes) => nodes.iter().map(convert::node_to_proto).collect(),
-            Err(e) => {
-                tracing::warn!(site = %self.config.site, error = %e, "cannot list nodes");
-                Vec::new()
+        let probe = match tokio::time::timeout(PROBE_TIMEOUT, self.backend.probe()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(why)) => Some(why),
+            Err(_) => Some(format!(
+                "the cluster's API server did not answer its health check within {PROBE_TIMEOUT:?}"
+            )),
+        };
+        let applier = self
+            .cluster_error
+            .as_ref()
+            .and_then(|rx| rx.borrow().clone());
+        let cluster_error = probe.or(applier).unwrap_or_default();
+        let (nodes, nodes_unknown) = if !cluster_error.is_empty() {
+            // What the node watch last saw may be stale: keep the stored list.
+            (Vec::new(), true)
+        } else {
+            match self.backend.nodes().await {
+                Ok(nodes) => (nodes.iter().map(convert::node_to_proto).collect(), false),
+                Err(e) => {
+                    tracing::debug!(site = %self.config.site, error = %e, "node list not known yet");
+                    (Vec::new(), true)
+                }
             }
         };
         let now = std::time::SystemTime::now();
         self.send(Msg::Heartbeat(pb::Heartbeat {
             time: Some(prost_types::Timestamp::from(now)),
             nodes,
+            cluster_error,
+            nodes_unknown,
         }))
         .await
     }
@@ -411,6 +464,7 @@ impl<'a> Session<'a> {
             deleted_pods,
             objects,
             deleted_objects,
+            events,
         } = batch;
         let mut report = pb::StatusReport {
             full,
@@ -434,6 +488,11 @@ impl<'a> Session<'a> {
                 deleted_pods
                     .iter()
                     .map(|id| Entry::RemovedPod(convert::pod_ref_to_proto(id))),
+            )
+            .chain(
+                events
+                    .iter()
+                    .map(|e| Entry::Event(convert::event_to_proto(site, e))),
             );
         for entry in entries {
             match entry {
@@ -441,6 +500,7 @@ impl<'a> Session<'a> {
                 Entry::DeletedObject(r) => report.deleted_objects.push(r),
                 Entry::Pod(p) => report.pods.push(p),
                 Entry::RemovedPod(r) => report.removed_pods.push(r),
+                Entry::Event(e) => report.events.push(e),
             }
             size += 1;
             if size >= max {

@@ -298,8 +298,17 @@ impl Core {
                 site_name(&report.site)
             )));
         }
-        if !matches!(report.state, SiteState::Online | SiteState::Offline) {
-            return Err(SiteError::invalid("state", "must be ONLINE or OFFLINE"));
+        if !matches!(
+            report.state,
+            SiteState::Online | SiteState::Degraded | SiteState::Offline
+        ) {
+            return Err(SiteError::invalid(
+                "state",
+                "must be ONLINE, DEGRADED or OFFLINE",
+            ));
+        }
+        if report.state_message.len() > 1024 {
+            return Err(SiteError::invalid("state_message", "at most 1024 bytes"));
         }
         validate_nodes("nodes", &report.nodes)?;
         // A clock ahead of ours must not freeze the site's status: stale

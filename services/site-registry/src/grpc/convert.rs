@@ -47,7 +47,11 @@ pub fn state_from_proto(field: &str, v: i32) -> Result<SiteState, SiteError> {
     match pb::site::State::try_from(v) {
         Ok(pb::site::State::Online) => Ok(SiteState::Online),
         Ok(pb::site::State::Offline) => Ok(SiteState::Offline),
-        _ => Err(SiteError::invalid(field, "must be ONLINE or OFFLINE")),
+        Ok(pb::site::State::Degraded) => Ok(SiteState::Degraded),
+        _ => Err(SiteError::invalid(
+            field,
+            "must be ONLINE, DEGRADED or OFFLINE",
+        )),
     }
 }
 
@@ -56,6 +60,7 @@ fn state(s: SiteState) -> pb::site::State {
         SiteState::Registered => pb::site::State::Registered,
         SiteState::Online => pb::site::State::Online,
         SiteState::Offline => pb::site::State::Offline,
+        SiteState::Degraded => pb::site::State::Degraded,
         SiteState::Decommissioned => pb::site::State::Decommissioned,
     }
 }
@@ -96,6 +101,7 @@ pub fn site(s: SiteRecord) -> pb::Site {
         labels: s.spec.labels.into_iter().collect(),
         owner: s.owner.resource(),
         state: state(s.state) as i32,
+        state_message: s.state_message,
         last_heartbeat_time: s.last_heartbeat_time.map(ts),
         agent_version: s.agent_version,
         nodes: s.nodes.into_iter().map(node).collect(),

@@ -118,6 +118,7 @@ impl pb::registration_service_server::RegistrationService for Registration {
         let report = StatusReport {
             site,
             state: convert::state_from_proto("state", req.state)?,
+            state_message: req.state_message,
             agent_version: req.agent_version,
             nodes: req
                 .nodes

@@ -9,7 +9,7 @@ use crate::domain::*;
 use crate::error::SiteError;
 
 const SITE_COLS: &str = "s.id, s.tenant_id, s.owner_tenant, s.name, s.display_name, s.location, \
-     s.provider_kind, s.labels, s.state, s.agent_version, s.nodes, s.last_heartbeat_time, \
+     s.provider_kind, s.labels, s.state, s.state_message, s.agent_version, s.nodes, s.last_heartbeat_time, \
      s.register_time, s.decommission_time, s.version, s.create_time, s.update_time";
 
 fn site_row(r: sqlx::postgres::PgRow) -> SiteRecord {
@@ -29,6 +29,7 @@ fn site_row(r: sqlx::postgres::PgRow) -> SiteRecord {
             labels: labels_of(r.get("labels")),
         },
         state: SiteState::parse(r.get::<&str, _>("state")),
+        state_message: r.get("state_message"),
         agent_version: r.get("agent_version"),
         nodes: serde_json::from_value(r.get("nodes")).unwrap_or_default(),
         last_heartbeat_time: r.get("last_heartbeat_time"),
@@ -188,13 +189,15 @@ pub async fn apply_status(
     let nodes = serde_json::to_value(&report.nodes).unwrap_or_default();
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE sites.sites AS s SET state = $2, agent_version = $3, nodes = $4, \
-         last_heartbeat_time = $5 WHERE id = $1 AND state <> 'decommissioned' RETURNING {SITE_COLS}"
+         last_heartbeat_time = $5, state_message = $6 \
+         WHERE id = $1 AND state <> 'decommissioned' RETURNING {SITE_COLS}"
     )))
     .bind(current.id)
     .bind(report.state.as_str())
     .bind(&report.agent_version)
     .bind(nodes)
     .bind(report.heartbeat_time)
+    .bind(&report.state_message)
     .fetch_optional(&mut **tx)
     .await
     .map_err(DbError::from)?

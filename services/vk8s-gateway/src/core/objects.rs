@@ -382,6 +382,9 @@ impl Core {
             let old = old.ok_or_else(|| GatewayError::NotFound(target(kind, name)))?;
             check_preconditions(kind, name, &body, old)?;
             let new = prune(kind, merge_update(kind, old, &validated.object, part))?;
+            if part == Part::Main {
+                validate::check_update(kind, name, old, &new).map_err(validation_error)?;
+            }
             let new = patch::record_update_subresource(
                 Some(old),
                 &new,
@@ -451,6 +454,9 @@ impl Core {
             )?;
             check_preconditions(kind, name, &validated.object, old)?;
             let mut new = prune(kind, merge_update(kind, old, &validated.object, part))?;
+            if part == Part::Main {
+                validate::check_update(kind, name, old, &new).map_err(validation_error)?;
+            }
             if !is_apply {
                 new = patch::record_update_subresource(
                     Some(old),

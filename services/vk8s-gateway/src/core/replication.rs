@@ -237,6 +237,38 @@ impl ReplicationClient {
         }))
     }
 
+    /// The Events the sites reported about the vK8s's objects (oldest first),
+    /// each labelled with its site, and a resourceVersion for the list.
+    pub async fn list_events(
+        &self,
+        vc: &VirtualCluster,
+        token: &str,
+    ) -> Result<(Vec<Value>, i64), GatewayError> {
+        let vk = vc.name.resource_name();
+        let request = with_token(
+            pb::ListEventsRequest {
+                virtual_cluster: vk.clone(),
+                namespace: vc.name.namespace.clone(),
+            },
+            token,
+        )?;
+        match self.client().list_events(request).await {
+            Ok(r) => {
+                let events: Vec<Value> = r
+                    .into_inner()
+                    .events
+                    .iter()
+                    .map(|e| event_object(e, &vc.name.namespace))
+                    .collect();
+                // Events are kept by time; the newest's time names the list.
+                let rv = chrono::Utc::now().timestamp_micros();
+                Ok((events, rv))
+            }
+            Err(s) if absent(&s) => Ok((Vec::new(), 0)),
+            Err(s) => Err(upstream(s, &vk)),
+        }
+    }
+
     /// The status of one object on every site that reported it, by site.
     pub async fn site_statuses(
         &self,
@@ -244,7 +276,7 @@ impl ReplicationClient {
         kind: &ResourceKind,
         name: &str,
         token: &str,
-    ) -> Result<BTreeMap<String, Value>, GatewayError> {
+    ) -> Result<BTreeMap<String, SiteStatus>, GatewayError> {
         let request = with_token(
             pb::GetObjectStatusRequest {
                 r#ref: Some(pb::ObjectRef {
@@ -265,7 +297,13 @@ impl ReplicationClient {
                 .map(|s| {
                     let site = s.site.strip_prefix("sites/").unwrap_or(&s.site);
                     let status = s.status.as_ref().map(json_struct).unwrap_or_default();
-                    (site.to_owned(), status)
+                    (
+                        site.to_owned(),
+                        SiteStatus {
+                            status,
+                            failure: s.failure.clone(),
+                        },
+                    )
                 })
                 .collect()),
             Err(s) if absent(&s) || s.code() == tonic::Code::NotFound => Ok(BTreeMap::new()),
@@ -340,20 +378,137 @@ impl ReplicationClient {
     }
 }
 
+/// One site's status of an object, and its refusal of the latest version.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SiteStatus {
+    pub status: Value,
+    pub failure: Option<pb::ApplyFailure>,
+}
+
+impl From<Value> for SiteStatus {
+    fn from(status: Value) -> Self {
+        Self {
+            status,
+            failure: None,
+        }
+    }
+}
+
+/// An Event a site reported, as the vK8s shows it.
+fn event_object(e: &pb::SiteEvent, namespace: &str) -> Value {
+    let mut o = e.object.as_ref().map(json_struct).unwrap_or_default();
+    if !o.is_object() {
+        o = Value::Object(Map::new());
+    }
+    o["apiVersion"] = "v1".into();
+    o["kind"] = "Event".into();
+    let meta = entry(&mut o, "metadata");
+    meta.insert("namespace".into(), namespace.into());
+    let labels = meta
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(l) = labels.as_object_mut() {
+        l.insert(SITE_LABEL.into(), e.site.clone().into());
+    }
+    o
+}
+
 /// Puts the summed per-site status into a workload object, and the list of
 /// sites it sums into the `manifold.dev/sites` annotation. `spec` stays as
 /// written: `spec.replicas` is per site.
-pub fn merge_status(kind: &str, object: &mut Value, sites: BTreeMap<String, Value>) {
+///
+/// A site that refuses the object's current version (its failure names the
+/// object's resourceVersion) has seen that generation and said no: it counts as
+/// having observed it, the status gets a `Synced=False` condition naming every
+/// refusing site and its error, and a Deployment a `Progressing=False` condition
+/// with reason `ProgressDeadlineExceeded`, so `kubectl rollout status` stops
+/// with an error instead of waiting forever.
+pub fn merge_status(kind: &str, object: &mut Value, sites: BTreeMap<String, SiteStatus>) {
     if sites.is_empty() {
         return;
     }
     let names: Vec<&str> = sites.keys().map(String::as_str).collect();
     let list = names.join(",");
+    let current: i64 = object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let generation = object
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let annotations = entry(entry_obj(object, "metadata"), "annotations");
     annotations.insert(SITES_ANNOTATION.into(), list.into());
-    let summed =
-        manifold_kube_model::status::sum_workload_status(kind, sites.into_values().collect());
+    let mut refusals: Vec<(String, pb::ApplyFailure)> = Vec::new();
+    let statuses: Vec<Value> = sites
+        .into_iter()
+        .map(|(site, s)| match s.failure {
+            Some(f) if f.revision >= current => {
+                let mut status = s.status;
+                if !status.is_object() {
+                    status = Value::Object(Map::new());
+                }
+                status["observedGeneration"] = generation.into();
+                refusals.push((site, f));
+                status
+            }
+            _ => s.status,
+        })
+        .collect();
+    let mut summed = manifold_kube_model::status::sum_workload_status(kind, statuses);
+    if !refusals.is_empty() {
+        add_refusal_conditions(kind, &mut summed, &refusals);
+    }
     object["status"] = summed;
+}
+
+fn add_refusal_conditions(kind: &str, status: &mut Value, refusals: &[(String, pb::ApplyFailure)]) {
+    let message = refusals
+        .iter()
+        .map(|(site, f)| {
+            format!(
+                "site {site} refused revision {} ({} {}): {}",
+                f.revision, f.code, f.reason, f.message
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let since = refusals
+        .iter()
+        .filter_map(|(_, f)| f.first_time.as_ref())
+        .map(|t| (t.seconds, t.nanos))
+        .min()
+        .and_then(|(s, n)| chrono::DateTime::from_timestamp(s, n.max(0) as u32))
+        .unwrap_or_else(chrono::Utc::now)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if !status.is_object() {
+        *status = Value::Object(Map::new());
+    }
+    let conditions = status
+        .as_object_mut()
+        .expect("an object")
+        .entry("conditions")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !conditions.is_array() {
+        *conditions = Value::Array(Vec::new());
+    }
+    let list = conditions.as_array_mut().expect("an array");
+    let mut set = |type_: &str, reason: &str| {
+        list.retain(|c| c.get("type").and_then(Value::as_str) != Some(type_));
+        list.push(serde_json::json!({
+            "type": type_,
+            "status": "False",
+            "reason": reason,
+            "message": message,
+            "lastUpdateTime": since,
+            "lastTransitionTime": since,
+        }));
+    };
+    set("Synced", "SiteRefused");
+    if kind == "Deployment" {
+        set("Progressing", "ProgressDeadlineExceeded");
+    }
 }
 
 fn entry_obj<'a>(o: &'a mut Value, key: &str) -> &'a mut Value {
@@ -388,9 +543,9 @@ mod tests {
         let mut d = json!({"metadata": {"name": "productpage", "generation": 2},
                            "spec": {"replicas": 2}, "status": {"replicas": 99}});
         let sites = BTreeMap::from([
-            ("pa2-par".to_owned(), site_status(2, 2)),
-            ("ny8-nyc".to_owned(), site_status(2, 2)),
-            ("ams9-ams".to_owned(), site_status(1, 1)),
+            ("pa2-par".to_owned(), site_status(2, 2).into()),
+            ("ny8-nyc".to_owned(), site_status(2, 2).into()),
+            ("ams9-ams".to_owned(), site_status(1, 1).into()),
         ]);
         merge_status("Deployment", &mut d, sites);
         assert_eq!(d["status"]["replicas"], 6);
@@ -402,6 +557,64 @@ mod tests {
             "ams9-ams,ny8-nyc,pa2-par"
         );
         assert_eq!(site_count(&d), 3);
+    }
+
+    #[test]
+    fn a_site_refusing_the_current_version_ends_the_rollout_with_its_error() {
+        let mut d = json!({"metadata": {"name": "web", "generation": 3, "resourceVersion": "42"},
+                           "spec": {"replicas": 2}});
+        let refused = pb::ApplyFailure {
+            revision: 42,
+            code: 422,
+            reason: "Invalid".into(),
+            message: "spec.selector: field is immutable".into(),
+            ..Default::default()
+        };
+        let sites = BTreeMap::from([
+            ("pa2-par".to_owned(), site_status(2, 3).into()),
+            (
+                "ny8-nyc".to_owned(),
+                SiteStatus {
+                    status: site_status(2, 2),
+                    failure: Some(refused.clone()),
+                },
+            ),
+        ]);
+        merge_status("Deployment", &mut d, sites);
+        assert_eq!(
+            d["status"]["observedGeneration"], 3,
+            "the refusing site saw it"
+        );
+        let conditions = d["status"]["conditions"].as_array().unwrap();
+        let by_type = |t: &str| conditions.iter().find(|c| c["type"] == t).unwrap();
+        assert_eq!(by_type("Progressing")["reason"], "ProgressDeadlineExceeded");
+        let synced = by_type("Synced");
+        assert_eq!(synced["status"], "False");
+        let message = synced["message"].as_str().unwrap();
+        assert!(
+            message.contains("site ny8-nyc refused revision 42 (422 Invalid): spec.selector"),
+            "{message}"
+        );
+
+        // A refusal of an older version (a newer one is on its way) is not shown.
+        let mut d = json!({"metadata": {"name": "web", "generation": 4, "resourceVersion": "50"}});
+        merge_status(
+            "Deployment",
+            &mut d,
+            BTreeMap::from([(
+                "ny8-nyc".to_owned(),
+                SiteStatus {
+                    status: site_status(2, 2),
+                    failure: Some(refused),
+                },
+            )]),
+        );
+        assert!(
+            d["status"]
+                .get("conditions")
+                .is_none_or(|c| c.as_array().unwrap().is_empty())
+        );
+        assert_eq!(d["status"]["observedGeneration"], 2);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod access;
 mod audit;
 mod discovery;
+mod events;
 mod metrics;
 mod namespaces;
 mod negotiate;

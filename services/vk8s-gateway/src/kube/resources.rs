@@ -15,7 +15,7 @@ use super::path::ResourcePath;
 use super::response::{
     delete_success, json_response, object_response, set_table_version, single, with_warnings,
 };
-use super::{Ctx, namespaces, pods, read_body, watch};
+use super::{Ctx, events, namespaces, pods, read_body, watch};
 use crate::core::list::{ContinueToken, ListFrom, ListOptions};
 use crate::core::objects::{DeleteOptions, Deleted, PatchBody, ScaleInput, WriteOptions};
 use crate::domain::Part;
@@ -144,6 +144,16 @@ pub async fn handle(ctx: &Ctx, rp: ResourcePath, body: Body) -> Result<Response,
             (Action::Watch, _) => pods::watch(ctx, kind).await,
             (Action::Get, Some(n)) => pods::get(ctx, kind, n, output(ctx, true)?).await,
             (Action::Delete, Some(n)) => pods::delete(ctx, kind, n, body).await,
+            _ => Err(method_not_allowed()),
+        };
+    }
+    if kind.kind == "Event" && ctx.core.replication.get().is_some() {
+        return match (act, name) {
+            (Action::List, _) => events::list(ctx, kind, output(ctx, true)?).await,
+            (Action::Get, Some(n)) => events::get(ctx, kind, n, output(ctx, true)?).await,
+            // Watches of Events see what the object store holds (nothing the
+            // sites report yet).
+            (Action::Watch, _) => watch::handle(ctx, kind).await,
             _ => Err(method_not_allowed()),
         };
     }

@@ -101,6 +101,34 @@ pub fn namespace_object(vc: &VirtualCluster) -> Value {
     })
 }
 
+/// Whether the agent applied this object itself (server-side apply under
+/// [`FIELD_MANAGER`]), as opposed to something a controller on the site made from
+/// what the agent applied: a Deployment's ReplicaSets carry the template's
+/// ownership labels and the Deployment's annotations, but a controller owner and
+/// no apply of ours. Only what the agent applied is the agent's to prune, delete
+/// or report.
+pub fn applied_by_agent(object: &Value) -> bool {
+    let controlled = object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        });
+    if controlled {
+        return false;
+    }
+    object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|entries| {
+            entries.iter().any(|e| {
+                e.get("manager").and_then(Value::as_str) == Some(FIELD_MANAGER)
+                    && e.get("operation").and_then(Value::as_str) == Some("Apply")
+            })
+        })
+}
+
 /// The vK8s a managed object (or namespace) belongs to, from its annotation.
 pub fn virtual_cluster_of(object: &Value) -> Option<VirtualCluster> {
     object
@@ -391,6 +419,7 @@ pub fn status_to_virtual(object: &Value) -> Option<ObservedObject> {
         },
         status: Value::Object(status),
         observed_revision: revision,
+        failure: None,
     })
 }
 
@@ -520,6 +549,30 @@ mod tests {
             );
             assert!(!name.ends_with('-'));
         }
+    }
+
+    #[test]
+    fn only_what_the_agent_applied_is_its_own() {
+        let applied = json!({"metadata": {"managedFields": [
+            {"manager": "manifold-agent", "operation": "Apply"},
+            {"manager": "kube-controller-manager", "operation": "Update"}]}});
+        assert!(applied_by_agent(&applied));
+        // A Deployment's ReplicaSet: labels and annotations copied, made by the
+        // controller, owned by the Deployment.
+        let replica_set = json!({"metadata": {
+            "labels": {well_known::MANAGED_BY_LABEL: "manifold"},
+            "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": true}],
+            "managedFields": [{"manager": "kube-controller-manager", "operation": "Update"}]}});
+        assert!(!applied_by_agent(&replica_set));
+        // Even one the agent once applied is not its own once a controller owns it.
+        let adopted = json!({"metadata": {
+            "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": true}],
+            "managedFields": [{"manager": "manifold-agent", "operation": "Apply"}]}});
+        assert!(!applied_by_agent(&adopted));
+        let updated_only = json!({"metadata": {"managedFields": [
+            {"manager": "manifold-agent", "operation": "Update"}]}});
+        assert!(!applied_by_agent(&updated_only));
+        assert!(!applied_by_agent(&json!({"metadata": {}})));
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! The `kube` backend: a real cluster through kube-rs. Objects are server-side
 //! applied under the field manager `manifold-agent` into one physical namespace per
 //! vK8s (created on demand, see [`mapping::physical_namespace`]), labelled as managed
-//! by Manifold; a snapshot prunes managed objects it did not name; watchers on pods,
-//! nodes and managed workloads keep the status feed current.
+//! by Manifold; a snapshot prunes what the agent applied and the snapshot did not
+//! name (never what the site's controllers made from it), and removes the namespaces
+//! of vK8s no longer placed here; watchers on pods, nodes, managed namespaces and
+//! managed workloads keep the status feed current, and the feed is ready once every
+//! watch has listed.
 
 pub mod mapping;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use futures::{AsyncReadExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -17,7 +22,9 @@ use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use self::mapping::{FIELD_MANAGER, known_kind, managed_selector, physical_namespace};
+use self::mapping::{
+    FIELD_MANAGER, applied_by_agent, known_kind, managed_selector, physical_namespace,
+};
 use super::{Backend, LogStream};
 use crate::error::{AgentError, BackendError};
 use crate::feed::StatusFeed;
@@ -42,24 +49,45 @@ pub(crate) struct KubeInner {
     discovered: Mutex<HashMap<(String, String), ApiResource>>,
     /// Node name → Ready, kept by the node watcher.
     nodes: Mutex<BTreeMap<String, bool>>,
+    /// Whether the node watcher has listed.
+    nodes_listed: AtomicBool,
+    /// Watches that have not listed yet; the feed is ready at zero.
+    unlisted: AtomicUsize,
+    /// Namespaces the agent is deleting itself (their deletion is no drift).
+    removing: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// kube-rs errors as backend errors: what the API server rejects as invalid is
-/// permanent; everything else (unreachable, throttled, forbidden until RBAC is fixed)
-/// is worth retrying.
+/// kube-rs errors as backend errors. An answer of the API server about this
+/// request is a refusal of the object (every 4xx, and a 500, which the applier
+/// double-checks against the cluster's health); throttling (429), 503, 504 and
+/// anything that is not an answer (connection refused, TLS, timeouts) mean the
+/// cluster cannot be reached.
 pub(crate) fn backend_error(e: kube::Error) -> BackendError {
     match &e {
         kube::Error::Api(s) if s.code == 404 => BackendError::NotFound(s.message.clone()),
-        kube::Error::Api(s) if s.code == 409 => BackendError::Conflict(s.message.clone()),
-        kube::Error::Api(s) if matches!(s.code, 400 | 405 | 413 | 415 | 422) => {
-            BackendError::Invalid(s.message.clone())
+        kube::Error::Api(s) if matches!(s.code, 429 | 503 | 504) => {
+            BackendError::Unavailable(format!("{} {}: {}", s.code, s.reason, s.message))
         }
+        kube::Error::Api(s) if s.code >= 400 => BackendError::Refused {
+            code: s.code,
+            reason: if s.reason.is_empty() {
+                "Unknown".into()
+            } else {
+                s.reason.clone()
+            },
+            message: s.message.clone(),
+        },
         _ => BackendError::Unavailable(e.to_string()),
     }
+}
+
+/// Whether an error says the namespace itself is missing (deleted on the site).
+fn namespace_missing(e: &BackendError, namespace: &str) -> bool {
+    matches!(e, BackendError::NotFound(m) if m.contains(&format!("namespaces \"{namespace}\" not found")))
 }
 
 fn gvk(api_version: &str, kind: &str) -> GroupVersionKind {
@@ -81,10 +109,15 @@ impl KubeBackend {
         let inner = Arc::new(KubeInner {
             site: site.to_owned(),
             client,
-            feed: Arc::new(StatusFeed::new()),
+            // Not ready until every watch has listed: a full report before that
+            // would say that pods vanished.
+            feed: Arc::new(StatusFeed::with_ready(false)),
             namespaces: Mutex::new(HashMap::new()),
             discovered: Mutex::new(HashMap::new()),
             nodes: Mutex::new(BTreeMap::new()),
+            nodes_listed: AtomicBool::new(false),
+            unlisted: AtomicUsize::new(watch::WATCH_COUNT),
+            removing: Mutex::new(HashSet::new()),
         });
         let stop = CancellationToken::new();
         watch::spawn_all(&inner, &stop);
@@ -96,6 +129,26 @@ impl KubeBackend {
 }
 
 impl KubeInner {
+    /// A watch listed for the first time; the last one makes the feed ready.
+    pub(crate) fn watch_listed(&self) {
+        if self.unlisted.fetch_sub(1, Ordering::AcqRel) == 1 {
+            tracing::info!(site = %self.site, "every watch has listed; observed state is complete");
+            self.feed.set_ready(true);
+        }
+    }
+
+    /// A managed namespace is gone or going: forget it, and if the agent did not
+    /// delete it itself, have everything desired sent again (it held objects).
+    pub(crate) fn namespace_lost(&self, name: &str) {
+        let known = lock(&self.namespaces).remove(name).is_some();
+        let ours = lock(&self.removing).remove(name);
+        if known && !ours {
+            tracing::warn!(site = %self.site, namespace = %name,
+                "a managed namespace was deleted on the site; resynchronising");
+            self.feed.request_resync();
+        }
+    }
+
     /// The API resource of a kind: from the table of known kinds, else discovery.
     async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, BackendError> {
         let gvk = gvk(api_version, kind);
@@ -152,6 +205,17 @@ impl KubeInner {
                     "namespace {name} exists and does not belong to {vc}"
                 )));
             }
+            if existing.metadata.deletion_timestamp.is_some() {
+                // Retried by the applier until it is gone, then made anew.
+                return Err(BackendError::Refused {
+                    code: 409,
+                    reason: "NamespaceTerminating".into(),
+                    message: format!(
+                        "namespace {name} is being deleted on the site; the object is applied once it is gone"
+                    ),
+                });
+            }
+            lock(&self.removing).remove(&name);
         } else {
             api.patch(
                 &name,
@@ -164,6 +228,37 @@ impl KubeInner {
         }
         lock(&self.namespaces).insert(name.clone(), vc.clone());
         Ok(name)
+    }
+
+    /// Deletes the physical namespace of `vc` (everything in it goes with it),
+    /// when it exists and belongs to `vc`.
+    async fn remove_namespace(&self, vc: &VirtualCluster) -> Result<(), BackendError> {
+        let name = physical_namespace(vc);
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let Some(existing) = api.get_opt(&name).await.map_err(backend_error)? else {
+            lock(&self.namespaces).remove(&name);
+            return Ok(());
+        };
+        let value = serde_json::to_value(&existing).unwrap_or_default();
+        if mapping::virtual_cluster_of(&value).as_ref() != Some(vc) {
+            return Ok(());
+        }
+        lock(&self.removing).insert(name.clone());
+        lock(&self.namespaces).remove(&name);
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {
+                tracing::info!(site = %self.site, namespace = %name, %vc,
+                    "removed the namespace of a vK8s no longer placed here");
+                Ok(())
+            }
+            Err(e) => match backend_error(e) {
+                BackendError::NotFound(_) => Ok(()),
+                other => {
+                    lock(&self.removing).remove(&name);
+                    Err(other)
+                }
+            },
+        }
     }
 
     /// The vK8s of a physical namespace: from the cache, else its annotation.
@@ -226,16 +321,28 @@ impl Backend for KubeBackend {
         let physical = mapping::to_physical(object)?;
         let inner = &self.inner;
         let ar = inner.resource(&key.api_version, &key.kind).await?;
-        let ns = inner.ensure_namespace(&key.virtual_cluster).await?;
-        let api: Api<DynamicObject> = Api::namespaced_with(inner.client.clone(), &ns, &ar);
-        api.patch(
-            &key.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&physical),
-        )
-        .await
-        .map_err(backend_error)?;
-        Ok(())
+        // A namespace deleted on the site behind the cache's back is made again,
+        // once.
+        for attempt in 0..2 {
+            let ns = inner.ensure_namespace(&key.virtual_cluster).await?;
+            let api: Api<DynamicObject> = Api::namespaced_with(inner.client.clone(), &ns, &ar);
+            match api
+                .patch(
+                    &key.name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&physical),
+                )
+                .await
+                .map_err(backend_error)
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt == 0 && namespace_missing(&e, &ns) => {
+                    lock(&inner.namespaces).remove(&ns);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     async fn delete(&self, key: &ObjectKey, _revision: i64) -> Result<(), BackendError> {
@@ -250,15 +357,10 @@ impl Backend for KubeBackend {
             inner.feed.remove_object(key);
             return Ok(());
         };
-        let managed = existing
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(well_known::MANAGED_BY_LABEL))
-            .is_some_and(|v| v == well_known::MANAGED_BY_VALUE);
-        if !managed {
+        let value = serde_json::to_value(&existing).unwrap_or_default();
+        if !applied_by_agent(&value) {
             return Err(BackendError::Conflict(format!(
-                "{key}: the object on the site is not managed by Manifold; left alone"
+                "{key}: the object on the site was not applied by Manifold; left alone"
             )));
         }
         match api.delete(&key.name, &DeleteParams::background()).await {
@@ -288,6 +390,11 @@ impl Backend for KubeBackend {
                 let page = api.list(&params).await.map_err(backend_error)?;
                 for obj in &page.items {
                     let value = serde_json::to_value(obj).unwrap_or_default();
+                    // What a controller on the site made (a Deployment's
+                    // ReplicaSets) is not the agent's to prune.
+                    if !applied_by_agent(&value) {
+                        continue;
+                    }
                     let Some(vc) = mapping::virtual_cluster_of(&value) else {
                         continue;
                     };
@@ -328,7 +435,45 @@ impl Backend for KubeBackend {
                 }
             }
         }
+        // The namespaces of vK8s the snapshot names nothing of (no longer placed
+        // here, or emptied).
+        let wanted: HashSet<&VirtualCluster> = keep.iter().map(|k| &k.virtual_cluster).collect();
+        let api: Api<Namespace> = Api::all(inner.client.clone());
+        let namespaces = api
+            .list(&ListParams::default().labels(&managed_selector()))
+            .await
+            .map_err(backend_error)?;
+        for ns in namespaces.items {
+            let value = serde_json::to_value(&ns).unwrap_or_default();
+            let Some(vc) = mapping::virtual_cluster_of(&value) else {
+                continue;
+            };
+            if !wanted.contains(&vc) && ns.metadata.deletion_timestamp.is_none() {
+                inner.remove_namespace(&vc).await?;
+            }
+        }
         Ok(pruned)
+    }
+
+    async fn remove_virtual_cluster(&self, vc: &VirtualCluster) -> Result<(), BackendError> {
+        self.inner.remove_namespace(vc).await
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        let request = http::Request::get("/readyz")
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            self.inner.client.request_text(request),
+        )
+        .await
+        {
+            Ok(Ok(body)) if body.trim() == "ok" => Ok(()),
+            Ok(Ok(body)) => Err(format!("the API server is not ready: {}", body.trim())),
+            Ok(Err(e)) => Err(format!("the API server cannot be reached: {e}")),
+            Err(_) => Err("the API server did not answer /readyz within 2s".into()),
+        }
     }
 
     fn status_feed(&self) -> Arc<StatusFeed> {
@@ -336,15 +481,14 @@ impl Backend for KubeBackend {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
-        let cached: Vec<NodeInfo> = lock(&self.inner.nodes)
-            .iter()
-            .map(|(name, ready)| NodeInfo {
-                name: name.clone(),
-                ready: *ready,
-            })
-            .collect();
-        if !cached.is_empty() {
-            return Ok(cached);
+        if self.inner.nodes_listed.load(Ordering::Acquire) {
+            return Ok(lock(&self.inner.nodes)
+                .iter()
+                .map(|(name, ready)| NodeInfo {
+                    name: name.clone(),
+                    ready: *ready,
+                })
+                .collect());
         }
         let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.inner.client.clone());
         let list = api

@@ -1,27 +1,98 @@
 //! Watchers on the physical cluster (kube-runtime `watcher`, with its default
-//! backoff): managed pods and managed workloads feed the status feed, nodes feed the
-//! heartbeat. After a watch restart, entries not re-listed are dropped.
+//! backoff): managed pods and the objects the agent applied feed the status feed,
+//! nodes feed the heartbeat, managed namespaces keep the namespace cache honest.
+//! After a watch restart, entries not re-listed are dropped. The feed is ready once
+//! every watch has listed once.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::mapping::{self, KnownKind, managed_selector};
+use super::mapping::{self, KnownKind, applied_by_agent, managed_selector};
 use super::{KubeInner, gvk, lock};
 use crate::model::{ObjectKey, ObservedPod, PodId};
+
+/// How many watches [`spawn_all`] starts (pods, nodes, namespaces, and one per
+/// kind with a status).
+pub(super) const WATCH_COUNT: usize = 3 + status_kinds();
+
+const fn status_kinds() -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < mapping::KNOWN_KINDS.len() {
+        if mapping::KNOWN_KINDS[i].has_status {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
 
 pub(super) fn spawn_all(inner: &Arc<KubeInner>, stop: &CancellationToken) {
     tokio::spawn(pods(inner.clone(), stop.clone()));
     tokio::spawn(nodes(inner.clone(), stop.clone()));
+    tokio::spawn(namespaces(inner.clone(), stop.clone()));
     for kind in mapping::KNOWN_KINDS.iter().filter(|k| k.has_status) {
         tokio::spawn(statuses(inner.clone(), *kind, stop.clone()));
+    }
+}
+
+/// Calls [`KubeInner::watch_listed`] the first time only.
+struct FirstList<'a> {
+    inner: &'a KubeInner,
+    done: bool,
+}
+
+impl<'a> FirstList<'a> {
+    fn new(inner: &'a KubeInner) -> Self {
+        Self { inner, done: false }
+    }
+
+    fn listed(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.inner.watch_listed();
+        }
+    }
+}
+
+async fn namespaces(inner: Arc<KubeInner>, stop: CancellationToken) {
+    let api: Api<Namespace> = Api::all(inner.client.clone());
+    let config = watcher::Config::default().labels(&managed_selector());
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut first = FirstList::new(&inner);
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return,
+            e = stream.next() => e,
+        };
+        match event {
+            None => return,
+            Some(Err(e)) => {
+                tracing::warn!(site = %inner.site, error = %e, "namespace watch failed; retrying")
+            }
+            Some(Ok(Event::InitDone)) => first.listed(),
+            Some(Ok(Event::Init)) => {}
+            Some(Ok(Event::InitApply(ns) | Event::Apply(ns))) => {
+                if ns.metadata.deletion_timestamp.is_some()
+                    && let Some(name) = &ns.metadata.name
+                {
+                    inner.namespace_lost(name);
+                }
+            }
+            Some(Ok(Event::Delete(ns))) => {
+                if let Some(name) = &ns.metadata.name {
+                    inner.namespace_lost(name);
+                }
+            }
+        }
     }
 }
 
@@ -51,6 +122,7 @@ async fn pods(inner: Arc<KubeInner>, stop: CancellationToken) {
     let config = watcher::Config::default().labels(&managed_selector());
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut relisted: Option<HashSet<PodId>> = None;
+    let mut first = FirstList::new(&inner);
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => return,
@@ -79,6 +151,7 @@ async fn pods(inner: Arc<KubeInner>, stop: CancellationToken) {
                 if let Some(seen) = relisted.take() {
                     inner.feed.retain_pods(|id| seen.contains(id));
                 }
+                first.listed();
             }
         }
     }
@@ -90,6 +163,7 @@ async fn nodes(inner: Arc<KubeInner>, stop: CancellationToken) {
         .default_backoff()
         .boxed();
     let mut relisted: Option<BTreeMap<String, bool>> = None;
+    let mut first = FirstList::new(&inner);
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => return,
@@ -110,6 +184,10 @@ async fn nodes(inner: Arc<KubeInner>, stop: CancellationToken) {
                 if let Some(seen) = relisted.take() {
                     *lock(&inner.nodes) = seen;
                 }
+                inner
+                    .nodes_listed
+                    .store(true, std::sync::atomic::Ordering::Release);
+                first.listed();
             }
             Some(Ok(Event::Apply(node))) => {
                 if let Some(name) = node.metadata.name.clone() {
@@ -151,6 +229,7 @@ async fn statuses(inner: Arc<KubeInner>, kind: KnownKind, stop: CancellationToke
     let config = watcher::Config::default().labels(&managed_selector());
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut relisted: Option<HashSet<ObjectKey>> = None;
+    let mut first = FirstList::new(&inner);
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => return,
@@ -166,6 +245,10 @@ async fn statuses(inner: Arc<KubeInner>, kind: KnownKind, stop: CancellationToke
                 let Some(value) = typed_value(&obj, &ar) else {
                     continue;
                 };
+                // A controller's ReplicaSet of a Deployment is not a vK8s object.
+                if !applied_by_agent(&value) {
+                    continue;
+                }
                 if let Some(observed) = mapping::status_to_virtual(&value) {
                     if let Some(seen) = &mut relisted {
                         seen.insert(observed.key.clone());
@@ -174,7 +257,10 @@ async fn statuses(inner: Arc<KubeInner>, kind: KnownKind, stop: CancellationToke
                 }
             }
             Some(Ok(Event::Delete(obj))) => {
-                if let Some(key) = typed_value(&obj, &ar).and_then(|v| key_of(&v, &ar)) {
+                if let Some(value) = typed_value(&obj, &ar)
+                    && applied_by_agent(&value)
+                    && let Some(key) = key_of(&value, &ar)
+                {
                     inner.feed.remove_object(&key);
                 }
             }
@@ -184,6 +270,7 @@ async fn statuses(inner: Arc<KubeInner>, kind: KnownKind, stop: CancellationToke
                         .feed
                         .retain_objects(|k| k.kind != kind.kind || seen.contains(k));
                 }
+                first.listed();
             }
         }
     }

@@ -19,9 +19,13 @@
 //! - pods go Pending → ContainerCreating → Running with IP, node, container statuses,
 //!   conditions and restart counts; workload `.status` is what Kubernetes'
 //!   controllers would write;
-//! - the failure knob: [`SimulatedBackend::set_crash_loop`], the
+//! - the failure knobs: [`SimulatedBackend::set_crash_loop`], the
 //!   `crash_loop` option, or the annotation `sim.manifold.dev/crash-loop: "true"` make
-//!   a workload's pods crash-loop (CrashLoopBackOff, restarts increasing).
+//!   a workload's pods crash-loop (CrashLoopBackOff, restarts increasing); the
+//!   annotation `sim.manifold.dev/refuse: "<message>"` makes the site refuse an
+//!   object the way an admission webhook would (422 Invalid with that message);
+//!   [`SimulatedBackend::set_unreachable`] makes the whole cluster unreachable, as
+//!   a stopped API server would.
 
 mod logs;
 mod names;
@@ -33,6 +37,7 @@ mod workloads;
 mod tests;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -96,7 +101,12 @@ pub(crate) struct Inner {
     state: Mutex<SimState>,
     feed: Arc<StatusFeed>,
     wake: Arc<Notify>,
+    /// The knob of [`SimulatedBackend::set_unreachable`].
+    unreachable: AtomicBool,
 }
+
+/// Annotation making the simulated site refuse an object with its value as message.
+pub const SIM_REFUSE_ANNOTATION: &str = "sim.manifold.dev/refuse";
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, SimState> {
@@ -129,6 +139,7 @@ impl SimulatedBackend {
             state: Mutex::new(SimState::new(site, nodes, options)),
             feed: Arc::new(StatusFeed::new()),
             wake: Arc::new(Notify::new()),
+            unreachable: AtomicBool::new(false),
         });
         let stop = CancellationToken::new();
         tokio::spawn(drive(
@@ -155,6 +166,21 @@ impl SimulatedBackend {
     pub fn set_node_ready(&self, node: &str, ready: bool) -> Result<(), BackendError> {
         self.inner
             .mutate(|s, now| s.set_node_ready(node, ready, now))
+    }
+
+    /// Makes the whole cluster unreachable (every call fails as if its API server
+    /// were stopped) or reachable again.
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.inner.unreachable.store(unreachable, Ordering::Release);
+    }
+
+    fn reachable(&self) -> Result<(), BackendError> {
+        if self.inner.unreachable.load(Ordering::Acquire) {
+            return Err(BackendError::Unavailable(
+                "connection refused (the simulated API server is stopped)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Names of the site's nodes.
@@ -214,11 +240,31 @@ async fn drive(inner: Weak<Inner>, wake: Arc<Notify>, stop: CancellationToken) {
 #[async_trait::async_trait]
 impl Backend for SimulatedBackend {
     async fn apply(&self, object: &DesiredObject) -> Result<(), BackendError> {
+        self.reachable()?;
+        if let Some(message) = object
+            .object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(SIM_REFUSE_ANNOTATION))
+            .and_then(serde_json::Value::as_str)
+        {
+            return Err(BackendError::Refused {
+                code: 422,
+                reason: "Invalid".into(),
+                message: format!(
+                    "admission webhook \"refuse.sim.manifold.dev\" denied the request: {message}"
+                ),
+            });
+        }
         self.inner.mutate(|s, _| s.apply(object));
         Ok(())
     }
 
+    async fn probe(&self) -> Result<(), String> {
+        self.reachable().map_err(|e| e.to_string())
+    }
+
     async fn delete(&self, key: &ObjectKey, _revision: i64) -> Result<(), BackendError> {
+        self.reachable()?;
         self.inner.mutate(|s, _| s.delete(key));
         self.inner.feed.remove_object(key);
         Ok(())
@@ -229,6 +275,7 @@ impl Backend for SimulatedBackend {
         _revision: i64,
         keep: &HashSet<ObjectKey>,
     ) -> Result<usize, BackendError> {
+        self.reachable()?;
         let gone = self.inner.mutate(|s, _| s.prune(keep));
         for key in &gone {
             self.inner.feed.remove_object(key);
@@ -241,6 +288,7 @@ impl Backend for SimulatedBackend {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
+        self.reachable()?;
         Ok(self.inner.lock().node_infos())
     }
 

@@ -715,6 +715,7 @@ impl SimState {
                 key,
                 status,
                 observed_revision: revision,
+                failure: None,
             });
         }
     }
