@@ -19,18 +19,18 @@ fn repo() -> PathBuf {
 }
 
 /// What `render.py` reports for one chart and value set.
-struct Rendered {
+pub(crate) struct Rendered {
     lint: Value,
     /// Helm's error when rendering failed (schema violation, `fail` in a template).
     error: Option<String>,
     /// Every rendered object, in template order.
-    objects: Vec<Value>,
+    pub objects: Vec<Value>,
     /// NOTES.txt.
     notes: String,
 }
 
 impl Rendered {
-    fn ok(self) -> Self {
+    pub(crate) fn ok(self) -> Self {
         if let Some(e) = &self.error {
             panic!("render failed: {e}");
         }
@@ -61,7 +61,7 @@ fn str_of(v: &Value) -> &str {
 }
 
 /// Lints and renders `helm/<chart>` with `values` (release `mf`, namespace `manifold`).
-fn render(chart: &str, values: Value) -> Result<Rendered> {
+pub(crate) fn render(chart: &str, values: Value) -> Result<Rendered> {
     let root = repo();
     let out = Command::new(tool("python")?)
         .arg(root.join("helm/tests/render.py"))
@@ -118,7 +118,7 @@ fn assert_lint_clean(r: &Rendered) {
 }
 
 /// Minimal values the site-agent chart needs (it refuses to render without them).
-fn agent_values() -> Value {
+pub(crate) fn agent_values() -> Value {
     json!({
         "site": "pa2-par",
         "controlPlane": {

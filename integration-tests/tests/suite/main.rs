@@ -10,6 +10,7 @@ mod kubectl;
 mod mfctl;
 mod multi_replica;
 mod observability;
+mod real_sites;
 mod reference;
 mod replication;
 mod rls;

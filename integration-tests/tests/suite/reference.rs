@@ -154,7 +154,7 @@ async fn relabel_site(ch: &Channel, admin: &str, id: &str, labels: &[(&str, &str
 }
 
 /// kubectl in namespace `shop`; Err(stderr) when it fails.
-async fn kubectl(
+pub(crate) async fn kubectl(
     home: &Path,
     kubeconfig: &Path,
     args: &[&str],
@@ -255,7 +255,7 @@ impl Kube {
     }
 
     /// Waits until `get deploy productpage` shows READY `ready`.
-    async fn wait_ready(&self, ready: &str) {
+    pub async fn wait_ready(&self, ready: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let text = self.ok(&["get", "deploy", "productpage"]).await;
@@ -274,7 +274,7 @@ impl Kube {
         }
     }
 
-    async fn rollout(&self) {
+    pub async fn rollout(&self) {
         let out = self
             .ok(&[
                 "rollout",

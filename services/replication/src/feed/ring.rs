@@ -150,6 +150,13 @@ impl Ring {
         }
     }
 
+    /// Whether the ring runs and knows of no change after `pos` (a snapshot at
+    /// `pos` is still the whole truth).
+    pub fn nothing_after(&self, pos: i64) -> bool {
+        let s = self.lock();
+        matches!(s.status, Status::Running) && s.head <= pos
+    }
+
     /// Whether a reader at `pos` (reading the log on its own) may switch to
     /// the ring now; sets its generation when it may.
     pub fn try_join(&self, pos: i64, generation: &mut Option<u64>) -> bool {

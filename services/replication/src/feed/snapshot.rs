@@ -16,9 +16,10 @@ use crate::upstream::Upstream;
 use manifold_proto::vk8s::v1 as pb;
 
 /// How long a snapshot is shared. A kept snapshot is only handed to a
-/// reader whose position it does not predate, and only while the shared
-/// ring can still continue from it, so the reader never goes backwards and
-/// never meets a compacted log after it.
+/// reader whose position it does not predate, and only while no change after
+/// it is known: an agent prunes what a snapshot does not name, so a stale one
+/// (followed by a replay of what came after) would delete objects and recreate
+/// them a moment later (pods with new uids on a real site).
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub struct Cached {
@@ -120,6 +121,7 @@ impl Snapshots {
             && c.revision >= min_revision
             && c.taken.elapsed() < CACHE_TTL
             && self.ring.may_continue_from(c.revision)
+            && self.ring.nothing_after(c.revision)
         {
             return Ok(SnapshotReader::Cached {
                 snap: c.clone(),

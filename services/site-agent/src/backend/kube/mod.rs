@@ -376,11 +376,15 @@ impl Backend for KubeBackend {
 
     async fn end_snapshot(
         &self,
-        _revision: i64,
+        revision: i64,
         keep: &HashSet<ObjectKey>,
     ) -> Result<usize, BackendError> {
         let inner = &self.inner;
         let mut pruned = 0;
+        // vK8s with an object applied from a newer revision than the snapshot's:
+        // the snapshot is older than what the site holds, so neither that object
+        // nor its namespace is the snapshot's to remove.
+        let mut newer: HashSet<VirtualCluster> = HashSet::new();
         for ar in inner.managed_resources() {
             let api: Api<DynamicObject> = Api::all_with(inner.client.clone(), &ar);
             let mut params = ListParams::default()
@@ -416,6 +420,18 @@ impl Backend for KubeBackend {
                     if keep.contains(&key) {
                         continue;
                     }
+                    let applied_at = value
+                        .pointer("/metadata/annotations")
+                        .and_then(|a| a.get(well_known::REVISION_ANNOTATION))
+                        .and_then(serde_json::Value::as_str)
+                        .and_then(|r| r.parse::<i64>().ok())
+                        .unwrap_or(0);
+                    if applied_at > revision {
+                        tracing::info!(site = %inner.site, %key, applied_at, revision,
+                            "kept: applied from a revision newer than the snapshot");
+                        newer.insert(key.virtual_cluster.clone());
+                        continue;
+                    }
                     let scoped: Api<DynamicObject> =
                         Api::namespaced_with(inner.client.clone(), ns, &ar);
                     match scoped.delete(name, &DeleteParams::background()).await {
@@ -448,7 +464,10 @@ impl Backend for KubeBackend {
             let Some(vc) = mapping::virtual_cluster_of(&value) else {
                 continue;
             };
-            if !wanted.contains(&vc) && ns.metadata.deletion_timestamp.is_none() {
+            if !wanted.contains(&vc)
+                && !newer.contains(&vc)
+                && ns.metadata.deletion_timestamp.is_none()
+            {
                 inner.remove_namespace(&vc).await?;
             }
         }
