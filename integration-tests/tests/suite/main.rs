@@ -13,6 +13,7 @@ mod observability;
 mod reference;
 mod replication;
 mod rls;
+mod security_tokens;
 mod site_agent;
 mod sites;
 mod tenancy;

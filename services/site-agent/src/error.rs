@@ -68,6 +68,11 @@ pub enum AgentError {
     Protocol(String),
     #[error("the control plane closed the stream")]
     StreamClosed,
+    /// The certificate was just renewed: the session ends so the next one
+    /// connects with the new certificate (the old one is revoked after a
+    /// short grace).
+    #[error("the certificate was renewed; reconnecting with the new one")]
+    Renewed,
 }
 
 impl AgentError {
