@@ -68,6 +68,17 @@ pub(crate) async fn harness_with_replicas(
     replicas: usize,
     tweak: impl Fn(&mut ReplicationConfig),
 ) -> Harness {
+    harness_with_registry(overrides, replicas, |_| {}, tweak).await
+}
+
+/// [`harness_with_replicas`] with the replication servers' own site
+/// registry (which verifies and renews agent certificates) tuned too.
+pub(crate) async fn harness_with_registry(
+    overrides: &[(&str, String)],
+    replicas: usize,
+    registry_tweak: impl Fn(&mut manifold_site_registry::SiteRegistryOptions),
+    tweak: impl Fn(&mut ReplicationConfig),
+) -> Harness {
     let app = TestApp::spawn_with(overrides).await.expect("control plane");
     let ch = app.channel().await.expect("channel");
     let dir = app.data_dir.path();
@@ -95,15 +106,17 @@ pub(crate) async fn harness_with_replicas(
     .expect("database");
     let db = manifold_db::Db::new(pool, manifold_db::DbMetrics::new());
     let stop = CancellationToken::new();
+    let mut registry_options = manifold_site_registry::SiteRegistryOptions {
+        shutdown: stop.clone(),
+        ..Default::default()
+    };
+    registry_tweak(&mut registry_options);
     let registry = manifold_site_registry::SiteRegistry::new(
         db.clone(),
         ch.clone(),
         Some(ca),
         ca_pem,
-        manifold_site_registry::SiteRegistryOptions {
-            shutdown: stop.clone(),
-            ..Default::default()
-        },
+        registry_options,
     );
     let mut repl_addrs = Vec::new();
     for i in 0..replicas {

@@ -1,31 +1,46 @@
 //! A tower layer for tonic servers: every call except the health service (and
 //! any other path the server lists as public) must carry a valid bearer token.
-//! The resolved principal is put in the request's extensions for handlers.
+//! The resolved principal is put in the request's extensions for handlers,
+//! and the response body is re-checked while it streams (see [`crate::recheck`]):
+//! a stream ends with UNAUTHENTICATED once its token is revoked or expires.
 
 use std::{
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use futures::future::BoxFuture;
 use tower::{Layer, Service};
 
+use crate::recheck::{DEFAULT_STREAM_RECHECK, Lapse, Recheck, Rechecked};
 use crate::{AuthError, Authenticator, bearer_from_header};
 
 #[derive(Clone)]
 pub struct AuthLayer {
     authenticator: Arc<dyn Authenticator>,
     public_prefixes: Arc<Vec<String>>,
+    recheck: Recheck,
 }
 
 impl AuthLayer {
     /// `public_prefixes`: gRPC path prefixes served without a token, e.g.
-    /// `/grpc.health.v1.Health/`.
+    /// `/grpc.health.v1.Health/`. Streams are re-checked every
+    /// [`DEFAULT_STREAM_RECHECK`] unless [`AuthLayer::with_stream_recheck`]
+    /// says otherwise.
     pub fn new(authenticator: Arc<dyn Authenticator>, public_prefixes: Vec<String>) -> Self {
         Self {
+            recheck: Recheck::new(authenticator.clone(), DEFAULT_STREAM_RECHECK),
             authenticator,
             public_prefixes: Arc::new(public_prefixes),
         }
+    }
+
+    /// How often a streaming response re-checks its caller's token (zero:
+    /// never).
+    pub fn with_stream_recheck(mut self, interval: Duration) -> Self {
+        self.recheck = Recheck::new(self.authenticator.clone(), interval);
+        self
     }
 }
 
@@ -51,9 +66,9 @@ where
     S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
-    RB: Default + Send + 'static,
+    RB: http_body::Body + Unpin + Default + Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<Rechecked<RB>>;
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -73,18 +88,28 @@ where
                 .iter()
                 .any(|p| path.starts_with(p.as_str()))
             {
-                return inner.call(req).await;
+                return Ok(inner.call(req).await?.map(Rechecked::passthrough));
             }
             let result = match bearer_from_header(req.headers().get(http::header::AUTHORIZATION)) {
-                Ok(token) => layer.authenticator.authenticate(token).await,
+                Ok(token) => layer
+                    .authenticator
+                    .authenticate(token)
+                    .await
+                    .map(|p| (p, token.to_owned())),
                 Err(e) => Err(e),
             };
             match result {
-                Ok(principal) => {
+                Ok((principal, token)) => {
+                    let expire = principal.token_expire_time;
                     req.extensions_mut().insert(principal);
-                    inner.call(req).await
+                    let response = inner.call(req).await?;
+                    Ok(response.map(|body| {
+                        layer
+                            .recheck
+                            .guard(body, &token, Some(expire), Lapse::GrpcStatus)
+                    }))
                 }
-                Err(e) => Ok(status_response(e)),
+                Err(e) => Ok(status_response(e).map(Rechecked::passthrough)),
             }
         })
     }

@@ -6,11 +6,13 @@
 mod cache;
 mod layer;
 mod rbac;
+pub mod recheck;
 mod remote;
 
 pub use cache::CachingAuthenticator;
 pub use layer::{AuthLayer, AuthService};
 pub use rbac::{Binding, Denied, Permission, Principal, Role, is_under, tenant_of};
+pub use recheck::{DEFAULT_STREAM_RECHECK, Lapse, Recheck, Rechecked};
 pub use remote::RemoteAuthenticator;
 
 use std::sync::Arc;

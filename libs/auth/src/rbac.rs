@@ -117,8 +117,60 @@ pub fn tenant_of(resource: &str) -> Option<&str> {
 }
 
 impl Principal {
+    /// True when the principal holds system-admin over the whole system: a
+    /// system-admin binding *and* an unscoped token. A scoped token of an
+    /// operator (the kind `GetKubeconfig` mints) is bound by its scope like
+    /// any other token, so it never passes this check.
     pub fn is_system_admin(&self) -> bool {
+        self.token_scope.is_empty() && self.holds_system_admin()
+    }
+
+    /// True when the principal holds system-admin power over `resource`: a
+    /// system-admin binding, and `resource` inside the token's scope. For
+    /// decisions reserved to operators on one resource (suspending a tenant).
+    pub fn is_system_admin_on(&self, resource: &str) -> bool {
+        self.holds_system_admin()
+            && (self.token_scope.is_empty() || is_under(resource, &self.token_scope))
+    }
+
+    fn holds_system_admin(&self) -> bool {
         self.bindings.iter().any(|b| b.role == Role::SystemAdmin)
+    }
+
+    /// The tenants (ids, `acme`) this principal can read, as far as its own
+    /// tenant, its bindings and its token's scope name them. Callers that
+    /// list "what may I see" use this when [`Principal::is_system_admin`]
+    /// is false; an unscoped system-admin sees every tenant.
+    pub fn readable_tenants(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tenant
+            .iter()
+            .cloned()
+            .chain(
+                self.bindings
+                    .iter()
+                    .map(|b| b.scope.as_str())
+                    .chain(std::iter::once(self.token_scope.as_str()))
+                    .filter_map(|scope| {
+                        tenant_of(scope)
+                            .and_then(|t| t.strip_prefix("tenants/"))
+                            .map(str::to_owned)
+                    }),
+            )
+            .filter(|t| !t.is_empty() && self.grant(&format!("tenants/{t}")).is_some())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The id of the token the principal authenticated with (the last
+    /// segment of [`Principal::token`], `…/tokens/{id}`).
+    pub fn token_id(&self) -> Option<&str> {
+        self.token
+            .rsplit_once("/tokens/")
+            .map(|(_, id)| id)
+            .filter(|id| !id.is_empty() && !id.contains('/'))
     }
 
     /// The tenant's resource name, `tenants/{t}`.
@@ -287,6 +339,59 @@ mod tests {
             p.grant("tenants/a/users/u/tokens/x"),
             Some(Permission::Admin)
         );
+    }
+
+    #[test]
+    fn a_scoped_operator_token_is_bound_by_its_scope() {
+        let ns = "tenants/a/namespaces/shop";
+        let p = principal(None, &[(Role::SystemAdmin, "")], ns);
+        assert!(
+            !p.is_system_admin(),
+            "a scoped token is no system-wide admin"
+        );
+        assert!(p.is_system_admin_on(&format!("{ns}/virtualClusters/d")));
+        assert!(!p.is_system_admin_on("tenants/a"));
+        assert!(!p.is_system_admin_on("tenants/b"));
+        assert_eq!(p.grant(""), None);
+        assert_eq!(p.grant("tenants/b/namespaces/x"), None);
+        assert!(matches!(
+            p.check(Permission::Read, "tenants/b"),
+            Err(Denied::NotFound(_))
+        ));
+        assert_eq!(p.readable_tenants(), ["a"]);
+        let unscoped = principal(None, &[(Role::SystemAdmin, "")], "");
+        assert!(unscoped.is_system_admin());
+        assert!(unscoped.is_system_admin_on("tenants/b"));
+        let tenant_scoped = principal(None, &[(Role::SystemAdmin, "")], "tenants/a");
+        assert!(tenant_scoped.is_system_admin_on("tenants/a"));
+        assert!(!tenant_scoped.is_system_admin_on("tenants/b"));
+    }
+
+    #[test]
+    fn readable_tenants_follow_bindings_and_scope() {
+        let p = principal(
+            Some("a"),
+            &[(Role::NamespaceViewer, "tenants/a/namespaces/shop")],
+            "",
+        );
+        assert_eq!(p.readable_tenants(), ["a"]);
+        let scoped_elsewhere = principal(
+            Some("a"),
+            &[(Role::TenantAdmin, "tenants/a")],
+            "tenants/a/namespaces/x",
+        );
+        assert_eq!(scoped_elsewhere.readable_tenants(), ["a"]);
+    }
+
+    #[test]
+    fn token_ids_come_from_the_token_name() {
+        let mut p = principal(Some("a"), &[], "");
+        p.token = "tenants/a/users/u/tokens/0123abcd".into();
+        assert_eq!(p.token_id(), Some("0123abcd"));
+        p.token = "users/admin/tokens/ff".into();
+        assert_eq!(p.token_id(), Some("ff"));
+        p.token = "t".into();
+        assert_eq!(p.token_id(), None);
     }
 
     #[test]

@@ -173,6 +173,10 @@ pub struct Auth {
     pub bootstrap_token_file: Option<PathBuf>,
     /// How long an authorization decision is cached; 0 disables the cache.
     pub cache_ttl_secs: u64,
+    /// How often a long-lived stream (a watch, `logs -f`, the object feed,
+    /// a placement watch) re-checks its caller's token: it ends within this
+    /// (plus `cache_ttl_secs`) of the token being revoked or expiring.
+    pub stream_recheck_secs: u64,
 }
 
 impl Default for Auth {
@@ -180,6 +184,7 @@ impl Default for Auth {
         Self {
             bootstrap_token_file: None,
             cache_ttl_secs: 5,
+            stream_recheck_secs: 30,
         }
     }
 }
@@ -187,6 +192,10 @@ impl Default for Auth {
 impl Auth {
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    pub fn stream_recheck(&self) -> Duration {
+        Duration::from_secs(self.stream_recheck_secs)
     }
 }
 
@@ -258,12 +267,16 @@ impl Vk8s {
 pub struct Sites {
     /// A site whose agent has not been heard from for this long is marked unreachable.
     pub heartbeat_timeout_secs: u64,
+    /// A renewed agent certificate stays valid this long after its renewal
+    /// (for the stream it is carrying), then it is revoked.
+    pub renewal_grace_secs: u64,
 }
 
 impl Default for Sites {
     fn default() -> Self {
         Self {
             heartbeat_timeout_secs: 30,
+            renewal_grace_secs: 300,
         }
     }
 }
@@ -271,6 +284,10 @@ impl Default for Sites {
 impl Sites {
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+
+    pub fn renewal_grace(&self) -> Duration {
+        Duration::from_secs(self.renewal_grace_secs)
     }
 }
 

@@ -37,6 +37,8 @@ fn defaults() {
     assert_eq!(s.tls.cert_file, None);
     assert_eq!(s.tls.server_names, vec!["localhost", "127.0.0.1"]);
     assert_eq!(s.auth.cache_ttl_secs, 5);
+    assert_eq!(s.auth.stream_recheck_secs, 30);
+    assert_eq!(s.sites.renewal_grace_secs, 300);
     assert_eq!(s.telemetry.log_format, LogFormat::Text);
     assert_eq!(s.telemetry.log_filter, "info");
     assert_eq!(s.vk8s.log_retention_revisions, 10_000);
@@ -219,6 +221,18 @@ fn validation_names_the_key() {
         "kube_api.public_url",
     );
     check(&[("database.url", "mysql://x".into())], "database.url");
+    check(
+        &[("auth.stream_recheck_secs", "0".into())],
+        "auth.stream_recheck_secs",
+    );
+    check(
+        &[("auth.stream_recheck_secs", "61".into())],
+        "auth.stream_recheck_secs",
+    );
+    check(
+        &[("sites.renewal_grace_secs", "86400".into())],
+        "sites.renewal_grace_secs",
+    );
 
     let ok = load_from(
         None,

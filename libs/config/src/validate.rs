@@ -93,6 +93,18 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if !(1..=60).contains(&self.auth.stream_recheck_secs) {
+            return Err(ConfigError::invalid(
+                "auth.stream_recheck_secs",
+                "must be between 1 and 60: open streams of a revoked or expired token end within it",
+            ));
+        }
+        if self.sites.renewal_grace_secs > 3600 {
+            return Err(ConfigError::invalid(
+                "sites.renewal_grace_secs",
+                "must be at most 3600: a renewed certificate must not stay valid for long",
+            ));
+        }
         if self.serve.services.is_empty() {
             return Err(ConfigError::invalid(
                 "serve.services",

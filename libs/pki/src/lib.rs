@@ -15,7 +15,10 @@ mod tests;
 pub use ca::{Ca, CertifiedKeyPem, SignedCert, load_or_create_server_identity};
 pub use error::PkiError;
 pub use pem::{cert_not_after, certs_from_pem, private_key_from_pem};
-pub use site::{SITE_URI_PREFIX, generate_csr, site_from_cert_der, site_uri, validate_site_name};
+pub use site::{
+    SITE_URI_PREFIX, csr_matches_cert, generate_csr, site_from_cert_der, site_uri,
+    validate_site_name,
+};
 pub use tls::{client_config, install_default_crypto_provider, server_config};
 
 /// Result alias for this crate.

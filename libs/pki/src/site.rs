@@ -60,6 +60,22 @@ pub fn site_from_cert_der(der: &[u8]) -> Option<String> {
     })
 }
 
+/// Whether a PEM CSR (with a valid self-signature, i.e. proof of possession of its key)
+/// asks for the very key `cert_pem` certifies. The site registry uses it to answer a
+/// repeated renewal (whose first answer was lost) with the certificate already issued.
+pub fn csr_matches_cert(csr_pem: &str, cert_pem: &str) -> Result<bool> {
+    let der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|e| PkiError::InvalidCsr(e.to_string()))?;
+    let (_, csr) = X509CertificationRequest::from_der(der.as_ref())
+        .map_err(|e| PkiError::InvalidCsr(e.to_string()))?;
+    csr.verify_signature()
+        .map_err(|e| PkiError::InvalidCsr(format!("bad signature: {e}")))?;
+    let cert = crate::pem::first_cert(cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+    Ok(cert.tbs_certificate.subject_pki.raw == csr.certification_request_info.subject_pki.raw)
+}
+
 /// Parses a PEM CSR, checks its self-signature (proof of key possession) and returns only
 /// its public key: nothing else the CSR asks for is trusted.
 pub(crate) fn csr_public_key(csr_pem: &str) -> Result<rcgen::SubjectPublicKeyInfo> {

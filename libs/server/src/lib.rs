@@ -159,6 +159,7 @@ pub struct GrpcServer {
     services: Vec<&'static str>,
     public_paths: Vec<String>,
     audit: AuditSink,
+    stream_recheck: std::time::Duration,
 }
 
 impl Default for GrpcServer {
@@ -175,7 +176,16 @@ impl GrpcServer {
             // Probes have no token.
             public_paths: vec!["/grpc.health.v1.Health/".to_owned()],
             audit: AuditSink::disabled(),
+            stream_recheck: manifold_auth::DEFAULT_STREAM_RECHECK,
         }
+    }
+
+    /// How often streaming responses re-check the caller's token
+    /// (`auth.stream_recheck_secs`); a revoked or expired token's streams
+    /// end with UNAUTHENTICATED within it.
+    pub fn stream_recheck(&mut self, interval: std::time::Duration) -> &mut Self {
+        self.stream_recheck = interval;
+        self
     }
 
     /// Records every mutating call in `sink` (see [`audit`]); without it
@@ -253,7 +263,10 @@ impl GrpcServer {
             .layer(GrpcMetricsLayer::new(metrics))
             // Outside authentication, so refused calls are recorded too.
             .layer(audit::AuditLayer::new(self.audit, audit_plans.clone()))
-            .layer(AuthLayer::new(authenticator, self.public_paths))
+            .layer(
+                AuthLayer::new(authenticator, self.public_paths)
+                    .with_stream_recheck(self.stream_recheck),
+            )
             .layer(audit::AuditCaptureLayer::new(audit_plans))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async move {

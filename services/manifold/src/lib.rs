@@ -207,6 +207,7 @@ pub async fn start_with(
 
     let tenancy = Tenancy::new(db.clone(), settings.auth.cache_ttl());
     let mut grpc = GrpcServer::new();
+    grpc.stream_recheck(settings.auth.stream_recheck());
     if runs("tenancy") {
         tenancy
             .bootstrap(&settings.bootstrap_token_file())
@@ -243,6 +244,7 @@ pub async fn start_with(
         manifold_site_registry::SiteRegistryOptions {
             shutdown: shutdown.clone(),
             auth_cache_ttl: settings.auth.cache_ttl(),
+            renewal_grace: settings.sites.renewal_grace(),
             ..Default::default()
         },
     );
@@ -264,6 +266,7 @@ pub async fn start_with(
             manifold_vk8s_gateway::GatewayConfig {
                 log_retention_revisions: settings.vk8s.log_retention_revisions,
                 compaction_interval: settings.vk8s.compaction_interval(),
+                stream_recheck: settings.auth.stream_recheck(),
                 ..manifold_vk8s_gateway::GatewayConfig::new(
                     settings.kube_api.public_url.clone(),
                     tls.ca_pem.clone(),

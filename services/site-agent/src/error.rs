@@ -102,6 +102,11 @@ pub enum AgentError {
     /// The backend asked for every desired object again (its cluster lost them).
     #[error("the cluster lost what was applied; resynchronising")]
     Resync,
+    /// The certificate was just renewed: the session ends so the next one
+    /// connects with the new certificate (the old one is revoked after a
+    /// short grace).
+    #[error("the certificate was renewed; reconnecting with the new one")]
+    Renewed,
 }
 
 impl AgentError {

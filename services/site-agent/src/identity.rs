@@ -219,12 +219,14 @@ pub async fn ensure_identity(config: &AgentConfig) -> Result<Identity, AgentErro
 }
 
 /// Renews through `RegistrationService.RenewCertificate` (authenticated by the
-/// current certificate), for when the stream does not answer a RenewRequest.
+/// current certificate), for when the stream does not answer a RenewRequest;
+/// `key_pem`/`csr_pem` are the renewal's key and CSR.
 pub(crate) async fn renew_directly(
     config: &AgentConfig,
     current: &Identity,
+    key_pem: String,
+    csr_pem: String,
 ) -> Result<Identity, AgentError> {
-    let (key_pem, csr_pem) = manifold_pki::generate_csr(&config.site)?;
     let channel = current
         .endpoint(config, &config.endpoint)?
         .connect()

@@ -51,6 +51,10 @@ async fn check_token(
             found.record.expire_time.to_rfc3339(),
         )));
     }
+    // A token minted from a revoked (or expired) token dies with it.
+    if store::ancestor_lapsed(tx, &found.record.token_id).await? {
+        return Ok(Err(AuthError::Revoked));
+    }
     if found.tenant_state == Some(TenantState::Suspended) {
         let tenant = found.record.user.tenant.clone().unwrap_or_default();
         return Ok(Err(AuthError::TenantSuspended(tenant_name(&tenant))));
@@ -143,7 +147,8 @@ impl Core {
                 }
                 let secret = provisioned.clone().unwrap_or_else(new_secret);
                 let expire = Utc::now() + chrono::Duration::days(365);
-                store::insert_token(tx, &user, None, &secret, "bootstrap", "", expire).await?;
+                store::insert_token(tx, &user, None, &secret, "bootstrap", "", expire, None)
+                    .await?;
                 Ok(Some(secret.bearer))
             })?;
         match secret {
@@ -220,7 +225,7 @@ impl Core {
                 }
                 let secret = new_secret();
                 let expire = Utc::now() + chrono::Duration::days(365);
-                store::insert_token(tx, &user, None, &secret, "service", "", expire).await?;
+                store::insert_token(tx, &user, None, &secret, "service", "", expire, None).await?;
                 Ok(secret.bearer)
             }
         )

@@ -36,7 +36,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("bootstrapping the operator token")?;
     let mut server = GrpcServer::new();
-    server.audit(audit.sink());
+    server
+        .audit(audit.sink())
+        .stream_recheck(settings.auth.stream_recheck());
     server.mount(
         |routes| tenancy.add_to(routes),
         manifold_tenancy::SERVICE_NAMES,

@@ -375,6 +375,9 @@ pub async fn list_users(
 }
 
 pub async fn delete_user(tx: &mut Tx, user: &UserRecord) -> Result<(), TenancyError> {
+    // The user's tokens go with the user; what they minted for others is
+    // revoked first (it would otherwise outlive its parent, detached).
+    revoke_offspring_of_user(tx, user.id).await?;
     sqlx::query("DELETE FROM tenancy.users WHERE id = $1")
         .bind(user.id)
         .execute(&mut **tx)
@@ -548,6 +551,34 @@ fn token_row(r: &sqlx::postgres::PgRow) -> TokenRecord {
     }
 }
 
+/// A token that mints another: its row id (the parent of what it mints).
+/// Looked up in system scope, because a system user's token may mint for a
+/// tenant's user. The row is share-locked so a concurrent revocation waits
+/// for the mint (and then revokes the new token too); a revoked or expired
+/// parent mints nothing.
+pub async fn lock_parent(tx: &mut Tx, token_id: &str) -> Result<Uuid, TenancyError> {
+    manifold_db::set_scope(tx, Scope::System).await?;
+    let row = sqlx::query(
+        "SELECT id, revoke_time, expire_time FROM tenancy.api_tokens WHERE token_id = $1 FOR SHARE",
+    )
+    .bind(token_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(DbError::from)?
+    .ok_or(TenancyError::Auth(manifold_auth::AuthError::Invalid))?;
+    if row.get::<Option<DateTime<Utc>>, _>("revoke_time").is_some() {
+        return Err(TenancyError::Auth(manifold_auth::AuthError::Revoked));
+    }
+    let expire: DateTime<Utc> = row.get("expire_time");
+    if expire <= Utc::now() {
+        return Err(TenancyError::Auth(manifold_auth::AuthError::Expired(
+            expire.to_rfc3339(),
+        )));
+    }
+    Ok(row.get("id"))
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_token(
     tx: &mut Tx,
     user: &UserRecord,
@@ -556,10 +587,11 @@ pub async fn insert_token(
     display_name: &str,
     scope: &str,
     expire_time: DateTime<Utc>,
+    parent: Option<Uuid>,
 ) -> Result<TokenRecord, TenancyError> {
     sqlx::query(
-        "INSERT INTO tenancy.api_tokens (id, tenant_id, user_id, token_id, secret_hash, display_name, scope, expire_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO tenancy.api_tokens (id, tenant_id, user_id, token_id, secret_hash, display_name, scope, expire_time, parent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(Uuid::now_v7())
     .bind(tenant_id)
@@ -569,6 +601,7 @@ pub async fn insert_token(
     .bind(display_name)
     .bind(scope)
     .bind(expire_time)
+    .bind(parent)
     .execute(&mut **tx)
     .await
     .map_err(DbError::from)?;
@@ -614,17 +647,81 @@ pub async fn list_tokens(
     Ok(rows.iter().map(token_row).collect())
 }
 
+/// Revokes a token and everything minted from it, transitively; returns the
+/// token and how many others were revoked with it. The offspring may belong
+/// to other users (an admin mints for a user), so the cascade runs in system
+/// scope; the caller has already been authorized on the token itself.
 pub async fn revoke_token(
     tx: &mut Tx,
     user: &UserRef,
     token_id: &str,
-) -> Result<TokenRecord, TenancyError> {
-    sqlx::query("UPDATE tenancy.api_tokens SET revoke_time = coalesce(revoke_time, now()) WHERE token_id = $1")
-        .bind(token_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(DbError::from)?;
-    get_token(tx, user, token_id).await
+) -> Result<(TokenRecord, u64), TenancyError> {
+    let record = get_token(tx, user, token_id).await?;
+    manifold_db::set_scope(tx, Scope::System).await?;
+    let done = sqlx::query(
+        "WITH RECURSIVE tree(id) AS ( \
+             SELECT id FROM tenancy.api_tokens WHERE token_id = $1 \
+             UNION \
+             SELECT k.id FROM tenancy.api_tokens k JOIN tree t ON k.parent_id = t.id \
+         ) \
+         UPDATE tenancy.api_tokens SET revoke_time = coalesce(revoke_time, now()) \
+         WHERE id IN (SELECT id FROM tree) AND revoke_time IS NULL",
+    )
+    .bind(token_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    let revoked = get_token(tx, &record.user, token_id).await?;
+    let offspring = done
+        .rows_affected()
+        .saturating_sub(u64::from(record.revoke_time.is_none()));
+    Ok((revoked, offspring))
+}
+
+/// Revokes every token minted (transitively) from the tokens of `user_id`,
+/// except the user's own (deleted with the user).
+async fn revoke_offspring_of_user(tx: &mut Tx, user_id: Uuid) -> Result<(), TenancyError> {
+    manifold_db::set_scope(tx, Scope::System).await?;
+    sqlx::query(
+        "WITH RECURSIVE tree(id) AS ( \
+             SELECT id FROM tenancy.api_tokens WHERE user_id = $1 \
+             UNION \
+             SELECT k.id FROM tenancy.api_tokens k JOIN tree t ON k.parent_id = t.id \
+         ) \
+         UPDATE tenancy.api_tokens SET revoke_time = coalesce(revoke_time, now()) \
+         WHERE id IN (SELECT id FROM tree) AND user_id <> $1 AND revoke_time IS NULL",
+    )
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+/// Longest token lineage followed at authentication (a chain is one mint
+/// per step; real ones are a handful long).
+const MAX_LINEAGE: i32 = 64;
+
+/// Whether some ancestor of token `token_id` (not the token itself) is
+/// revoked or expired: then the token is not honoured either.
+pub async fn ancestor_lapsed(tx: &mut Tx, token_id: &str) -> Result<bool, TenancyError> {
+    Ok(sqlx::query_scalar(
+        "WITH RECURSIVE chain(id, parent_id, revoke_time, expire_time, depth) AS ( \
+             SELECT id, parent_id, revoke_time, expire_time, 0 FROM tenancy.api_tokens \
+             WHERE token_id = $1 \
+             UNION ALL \
+             SELECT k.id, k.parent_id, k.revoke_time, k.expire_time, c.depth + 1 \
+             FROM tenancy.api_tokens k JOIN chain c ON k.id = c.parent_id \
+             WHERE c.depth < $2 \
+         ) \
+         SELECT EXISTS (SELECT 1 FROM chain WHERE depth > 0 \
+                        AND (revoke_time IS NOT NULL OR expire_time <= now()))",
+    )
+    .bind(token_id)
+    .bind(MAX_LINEAGE)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(DbError::from)?)
 }
 
 /// What authentication needs to know about a presented token.

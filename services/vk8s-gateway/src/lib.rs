@@ -45,6 +45,9 @@ pub struct GatewayConfig {
     pub compaction_interval: Duration,
     /// Token lifetime of `GetKubeconfig` when the request names none.
     pub kubeconfig_ttl: Duration,
+    /// How often a long-lived Kubernetes API response (a watch, `logs -f`)
+    /// re-checks its bearer token; it ends once the token lapses.
+    pub stream_recheck: Duration,
 }
 
 impl GatewayConfig {
@@ -57,6 +60,7 @@ impl GatewayConfig {
             log_retention_revisions: 1_000,
             compaction_interval: Duration::from_secs(60),
             kubeconfig_ttl: Duration::from_secs(30 * 86_400),
+            stream_recheck: manifold_auth::DEFAULT_STREAM_RECHECK,
         }
     }
 }

@@ -398,19 +398,32 @@ pub fn report_from_proto(site: &str, r: pb::StatusReport) -> (Report, usize) {
         }
     }
     for p in r.pods {
-        let ok = VkName::parse("virtual_cluster", &p.virtual_cluster).is_ok()
-            && !p.namespace.is_empty()
+        // A vK8s's pods live in its namespace (the Kubernetes namespace is
+        // the Manifold namespace); a pod elsewhere is not one of its pods.
+        let ok = VkName::parse("virtual_cluster", &p.virtual_cluster)
+            .is_ok_and(|vk| vk.namespace == p.namespace)
             && !p.name.is_empty()
             && same_site(&p.site, site);
         if !ok {
             skipped += 1;
             continue;
         }
+        let mut object = p
+            .object
+            .as_ref()
+            .map_or_else(|| serde_json::json!({}), from_struct);
+        // The object names the pod the report is stored under, whatever the
+        // site wrote into it: readers match on the name.
+        if let Some(meta) = object
+            .as_object_mut()
+            .map(|o| o.entry("metadata").or_insert_with(|| serde_json::json!({})))
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            meta.insert("name".into(), p.name.clone().into());
+            meta.insert("namespace".into(), p.namespace.clone().into());
+        }
         report.pods.push(PodState {
-            object: p
-                .object
-                .as_ref()
-                .map_or_else(|| serde_json::json!({}), from_struct),
+            object,
             virtual_cluster: p.virtual_cluster,
             namespace: p.namespace,
             name: p.name,
@@ -472,4 +485,44 @@ pub fn report_from_proto(site: &str, r: pb::StatusReport) -> (Report, usize) {
         });
     }
     (report, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VK: &str = "tenants/acme/namespaces/shop/virtualClusters/demo";
+
+    fn pod(namespace: &str, name: &str, object_name: &str) -> pb::Pod {
+        let meta = serde_json::json!({"metadata": {"name": object_name, "namespace": "elsewhere"}});
+        pb::Pod {
+            virtual_cluster: VK.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            object: crate::upstream::convert::to_struct(&meta),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reported_pods_are_named_by_their_key_and_stay_in_their_namespace() {
+        let r = pb::StatusReport {
+            pods: vec![
+                pod("shop", "own-pod", "someone-elses-pod"),
+                pod("other", "stray", "stray"),
+                pb::Pod {
+                    site: "sites/pa2-par".into(),
+                    ..pod("shop", "claims-another-site", "x")
+                },
+            ],
+            ..Default::default()
+        };
+        let (report, skipped) = report_from_proto("ny8-nyc", r);
+        assert_eq!(skipped, 2, "another namespace, another site");
+        assert_eq!(report.pods.len(), 1);
+        let p = &report.pods[0];
+        assert_eq!(p.name, "own-pod");
+        assert_eq!(p.object["metadata"]["name"], "own-pod");
+        assert_eq!(p.object["metadata"]["namespace"], "shop");
+    }
 }

@@ -55,6 +55,11 @@ pub(crate) struct AgentState {
     pub last_acked: i64,
     /// The applier between sessions (its retry queue and desired set).
     pub applier: Option<applier::Applier>,
+    /// The key and CSR of a renewal under way (key PEM, CSR PEM). Kept
+    /// across sessions: a renewal whose answer was lost is asked again with
+    /// the same key, which the registry answers with the certificate it
+    /// already issued (a certificate is renewed only once).
+    pub renewal_key: Option<(String, String)>,
 }
 
 /// Waits `delay`, or returns false when shut down first.
@@ -117,6 +122,7 @@ pub async fn run(
         identity,
         last_acked: 0,
         applier: None,
+        renewal_key: None,
     };
     loop {
         if shutdown.is_cancelled() {
@@ -142,7 +148,9 @@ pub async fn run(
                 }
                 let level_error = matches!(&error, AgentError::Rpc(s)
                     if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied));
-                if level_error {
+                if matches!(error, AgentError::Renewed) {
+                    tracing::info!(site = %config.site, "reconnecting with the renewed certificate");
+                } else if level_error {
                     tracing::error!(site = %config.site, error = %error,
                         "the control plane refused this agent's certificate");
                 } else {

@@ -392,7 +392,15 @@ impl<'a> Session<'a> {
                     }
                 });
             }
-            Command::Renewed(Ok(cert)) => self.adopt_renewal(cert),
+            Command::Renewed(Ok(cert)) => {
+                if self.adopt_renewal(cert) {
+                    // The old certificate is revoked after a short grace:
+                    // switch to the new one now (acks first, so the next
+                    // session resumes where this one stopped).
+                    self.flush_ack().await?;
+                    return Err(AgentError::Renewed);
+                }
+            }
             Command::Renewed(Err(reason)) => {
                 tracing::warn!(site = %self.config.site, %reason,
                     "renewal over the stream failed; renewing directly");
@@ -570,7 +578,7 @@ impl<'a> Session<'a> {
         }
         match &self.renewal {
             None => {
-                let (key_pem, csr_pem) = manifold_pki::generate_csr(&self.config.site)?;
+                let (key_pem, csr_pem) = self.renewal_pair()?;
                 tracing::info!(site = %self.config.site, expires = %self.state.identity.not_after(), "renewing the certificate");
                 self.send(Msg::Renew(pb::RenewRequest { csr_pem })).await?;
                 self.renewal = Some(PendingRenewal {
@@ -583,9 +591,10 @@ impl<'a> Session<'a> {
                 if pending.refused || pending.sent.elapsed() >= self.config.renew_timeout =>
             {
                 self.renewal = None;
+                let (key, csr) = self.renewal_pair()?;
                 let direct = tokio::time::timeout(
                     Duration::from_secs(30),
-                    identity::renew_directly(self.config, &self.state.identity),
+                    identity::renew_directly(self.config, &self.state.identity, key, csr),
                 )
                 .await;
                 match direct {
@@ -595,6 +604,9 @@ impl<'a> Session<'a> {
                         }
                         tracing::info!(site = %self.config.site, expires = %renewed.not_after(), "certificate renewed directly");
                         self.state.identity = renewed;
+                        self.state.renewal_key = None;
+                        self.flush_ack().await?;
+                        return Err(AgentError::Renewed);
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(site = %self.config.site, error = %e, "certificate renewal failed")
@@ -609,10 +621,21 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    fn adopt_renewal(&mut self, cert: RenewedCert) {
+    /// The key and CSR of the renewal under way, made on first use.
+    fn renewal_pair(&mut self) -> Result<(String, String), AgentError> {
+        if let Some(pair) = &self.state.renewal_key {
+            return Ok(pair.clone());
+        }
+        let pair = manifold_pki::generate_csr(&self.config.site)?;
+        self.state.renewal_key = Some(pair.clone());
+        Ok(pair)
+    }
+
+    /// Takes a renewed certificate into use; true when it was adopted.
+    fn adopt_renewal(&mut self, cert: RenewedCert) -> bool {
         let Some(pending) = self.renewal.take() else {
             tracing::warn!(site = %self.config.site, "ignoring a RenewResponse nothing asked for");
-            return;
+            return false;
         };
         match identity::adopt_renewal(
             self.config,
@@ -621,9 +644,14 @@ impl<'a> Session<'a> {
             cert.ca_bundle_pem,
             &self.state.identity,
         ) {
-            Ok(renewed) => self.state.identity = renewed,
+            Ok(renewed) => {
+                self.state.identity = renewed;
+                self.state.renewal_key = None;
+                true
+            }
             Err(e) => {
-                tracing::error!(site = %self.config.site, error = %e, "cannot use the renewed certificate")
+                tracing::error!(site = %self.config.site, error = %e, "cannot use the renewed certificate");
+                false
             }
         }
     }

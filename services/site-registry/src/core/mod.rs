@@ -37,6 +37,9 @@ pub struct SiteRegistryOptions {
     /// How long a bearer token resolved through tenancy (status reports by
     /// operators) is reused; bounds how long a revoked token keeps working.
     pub auth_cache_ttl: Duration,
+    /// How long a renewed agent certificate stays valid after its renewal
+    /// (the stream it carries switches to the new one meanwhile).
+    pub renewal_grace: Duration,
     /// Ends open placement watches, so a graceful shutdown can drain.
     pub shutdown: CancellationToken,
 }
@@ -50,6 +53,7 @@ impl Default for SiteRegistryOptions {
             placement_recheck: Duration::from_secs(30),
             tenant_cache_ttl: Duration::from_secs(60),
             auth_cache_ttl: Duration::from_secs(5),
+            renewal_grace: Duration::from_secs(300),
             shutdown: CancellationToken::new(),
         }
     }
@@ -92,26 +96,17 @@ impl Core {
     }
 
     /// Which sites `caller` may read, and the narrowest transaction scope that
-    /// covers them: system-admins read every site; anyone else the provider
-    /// sites plus the private sites of the tenants they can read.
+    /// covers them: system-admins with an unscoped token read every site;
+    /// anyone else the provider sites plus the private sites of the tenants
+    /// they can read.
     pub async fn visibility(&self, caller: &Caller) -> Result<(Visible, Scope), SiteError> {
         let p = &caller.principal;
         if p.grant("") == Some(Permission::Admin) {
             return Ok((Visible::All, Scope::System));
         }
-        let mut tenants: Vec<String> = p
-            .tenant
-            .iter()
-            .cloned()
-            .chain(p.bindings.iter().filter_map(|b| {
-                manifold_auth::tenant_of(&b.scope)
-                    .and_then(|t| t.strip_prefix("tenants/"))
-                    .map(str::to_owned)
-            }))
-            .filter(|t| p.grant(&format!("tenants/{t}")).is_some())
-            .collect();
-        tenants.sort();
-        tenants.dedup();
+        // A scoped token (an operator's too) sees the tenants its scope
+        // and bindings reach, never every tenant.
+        let tenants = p.readable_tenants();
         let mut uids = Vec::with_capacity(tenants.len());
         for t in &tenants {
             match self.tenancy.tenant_uid(t, &caller.token).await {

@@ -140,6 +140,7 @@ impl Core {
                     certificate_pem: &signed.cert_pem,
                     reason: IssueReason::Registration,
                     not_after: signed.not_after,
+                    replaces: None,
                 },
             )
             .await?;
@@ -187,7 +188,9 @@ impl Core {
                 site_name(&site)
             )));
         }
-        if let Some(t) = stored.revoke_time {
+        // A renewed certificate carries a revoke time a short grace ahead:
+        // it stays valid until then (for the stream it carries).
+        if let Some(t) = stored.revoke_time.filter(|t| *t <= Utc::now()) {
             return Err(SiteError::Unauthenticated(format!(
                 "the client certificate was revoked at {}",
                 t.to_rfc3339()
@@ -217,7 +220,14 @@ impl Core {
     }
 
     /// Issues a fresh certificate for the site the presented certificate
-    /// names; the CSR supplies only the new public key.
+    /// names; the CSR supplies only the new public key. The presented
+    /// certificate is superseded: it stays valid for the renewal grace (the
+    /// stream it carries), then it is revoked, and it cannot be renewed
+    /// again. So a copy of an agent's certificate cannot be renewed beside
+    /// the agent: once either renews, the other's renewal is refused and its
+    /// certificate dies at the end of the grace. The one exception is the
+    /// same agent asking again with the key of the certificate already
+    /// issued (its first answer was lost): it gets that certificate again.
     pub async fn renew(&self, presented_der: &[u8], csr_pem: &str) -> Result<Issued, SiteError> {
         let ca = self.ca()?;
         let verified = self.verify_site_certificate(presented_der).await?;
@@ -230,7 +240,8 @@ impl Core {
                 "issued certificate does not parse".into(),
             ))
         })?;
-        manifold_db::transaction!(
+        let grace = self.options.renewal_grace;
+        let issued = manifold_db::transaction!(
             self.db,
             "renew_certificate",
             Scope::System,
@@ -243,6 +254,27 @@ impl Core {
                         site.name()
                     )));
                 }
+                if !store::credentials::supersede_cert(tx, &verified.serial, grace).await? {
+                    return match store::credentials::successor_of(tx, &verified.serial).await? {
+                        Some((_, pem, not_after, None))
+                            if not_after > Utc::now()
+                                && manifold_pki::csr_matches_cert(csr_pem, &pem)
+                                    .unwrap_or(false) =>
+                        {
+                            Ok(Issued {
+                                certificate_pem: pem,
+                                ca_bundle_pem: self.ca_pem.clone(),
+                                expire_time: not_after,
+                            })
+                        }
+                        _ => Err(SiteError::Unauthenticated(format!(
+                            "this certificate of {} was already renewed and is valid only until its grace ends; \
+                             the agent holding the renewed certificate is the site now (if that is not this agent, \
+                             register the site again with a new registration token)",
+                            site.name()
+                        ))),
+                    };
+                }
                 store::credentials::insert_cert(
                     tx,
                     &NewCert {
@@ -252,16 +284,20 @@ impl Core {
                         certificate_pem: &signed.cert_pem,
                         reason: IssueReason::Renewal,
                         not_after: signed.not_after,
+                        replaces: Some(&verified.serial),
                     },
                 )
-                .await
+                .await?;
+                Ok(Issued {
+                    certificate_pem: signed.cert_pem.clone(),
+                    ca_bundle_pem: self.ca_pem.clone(),
+                    expire_time: signed.not_after,
+                })
             }
         )?;
-        Ok(Issued {
-            certificate_pem: signed.cert_pem,
-            ca_bundle_pem: self.ca_pem.clone(),
-            expire_time: signed.not_after,
-        })
+        tracing::info!(site = %verified.site, renewed = %verified.serial, grace_secs = grace.as_secs(),
+            "agent certificate renewed; the old one is revoked after the grace");
+        Ok(issued)
     }
 
     /// Certificate status for a PEM certificate (the public check).

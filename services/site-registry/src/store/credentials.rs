@@ -111,13 +111,15 @@ pub struct NewCert<'a> {
     pub certificate_pem: &'a str,
     pub reason: IssueReason,
     pub not_after: DateTime<Utc>,
+    /// The serial a renewal replaces.
+    pub replaces: Option<&'a str>,
 }
 
 pub async fn insert_cert(tx: &mut Tx, cert: &NewCert<'_>) -> Result<(), SiteError> {
     sqlx::query(
         "INSERT INTO sites.issued_certs \
-         (serial, site_id, tenant_id, certificate_pem, reason, not_after) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         (serial, site_id, tenant_id, certificate_pem, reason, not_after, replaces) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(cert.serial)
     .bind(cert.site_id)
@@ -125,17 +127,64 @@ pub async fn insert_cert(tx: &mut Tx, cert: &NewCert<'_>) -> Result<(), SiteErro
     .bind(cert.certificate_pem)
     .bind(cert.reason.as_str())
     .bind(cert.not_after)
+    .bind(cert.replaces)
     .execute(&mut **tx)
     .await
     .map_err(DbError::from)?;
     Ok(())
 }
 
-/// Revokes the site's certificates, except `keep` (by serial).
+/// Marks certificate `serial` as renewed: revoked `grace` from now. False
+/// when it was already renewed or revoked (a certificate is renewed once).
+/// The row lock makes concurrent renewals of one certificate take turns.
+pub async fn supersede_cert(
+    tx: &mut Tx,
+    serial: &str,
+    grace: std::time::Duration,
+) -> Result<bool, SiteError> {
+    let done = sqlx::query(
+        "UPDATE sites.issued_certs SET revoke_time = now() + make_interval(secs => $2) \
+         WHERE serial = $1 AND revoke_time IS NULL",
+    )
+    .bind(serial)
+    .bind(grace.as_secs_f64())
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The certificate that renewed `serial`, if any: (serial, PEM, not_after,
+/// revoke_time).
+pub async fn successor_of(
+    tx: &mut Tx,
+    serial: &str,
+) -> Result<Option<(String, String, DateTime<Utc>, Option<DateTime<Utc>>)>, SiteError> {
+    let row = sqlx::query(
+        "SELECT serial, certificate_pem, not_after, revoke_time FROM sites.issued_certs \
+         WHERE replaces = $1",
+    )
+    .bind(serial)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    Ok(row.map(|r| {
+        (
+            r.get("serial"),
+            r.get("certificate_pem"),
+            r.get("not_after"),
+            r.get("revoke_time"),
+        )
+    }))
+}
+
+/// Revokes the site's certificates now, except `keep` (by serial); also
+/// those renewed and still in their grace period.
 pub async fn revoke_certs(tx: &mut Tx, site_id: Uuid, keep: Option<&str>) -> Result<(), SiteError> {
     sqlx::query(
         "UPDATE sites.issued_certs SET revoke_time = now() \
-         WHERE site_id = $1 AND revoke_time IS NULL AND serial IS DISTINCT FROM $2",
+         WHERE site_id = $1 AND (revoke_time IS NULL OR revoke_time > now()) \
+           AND serial IS DISTINCT FROM $2",
     )
     .bind(site_id)
     .bind(keep)

@@ -387,13 +387,21 @@ impl pb::api_token_service_server::ApiTokenService for ApiTokens {
             }
         };
         let secret = new_secret();
-        let expire = Utc::now() + ttl;
+        // Never outlive the calling token: a token cannot extend itself.
+        let expire = (Utc::now() + ttl).min(p.token_expire_time);
+        let parent_token = p.token_id().map(str::to_owned);
         let rec = manifold_db::transaction!(
             self.0.db,
             "create_api_token",
             Scope::System,
             TenancyError,
             |tx| {
+                // The minting token is the new one's parent: revoking it
+                // revokes this one too.
+                let parent = match &parent_token {
+                    Some(id) => Some(store::lock_parent(tx, id).await?),
+                    None => None,
+                };
                 let tenant = enter(tx, user.tenant.as_deref()).await?;
                 let u = store::get_user(tx, &user).await?;
                 store::insert_token(
@@ -404,6 +412,7 @@ impl pb::api_token_service_server::ApiTokenService for ApiTokens {
                     &t.display_name,
                     &scope,
                     expire,
+                    parent,
                 )
                 .await
             }
@@ -477,17 +486,19 @@ impl pb::api_token_service_server::ApiTokenService for ApiTokens {
         let (user, id) = parse_token_name("name", &name)?;
         p.check(Permission::Admin, &name)
             .map_err(TenancyError::from)?;
-        let rec = manifold_db::transaction!(
+        let (rec, offspring) = manifold_db::transaction!(
             self.0.db,
             "revoke_api_token",
             Scope::System,
             TenancyError,
             |tx| {
                 enter(tx, user.tenant.as_deref()).await?;
-                store::get_token(tx, &user, &id).await?;
                 store::revoke_token(tx, &user, &id).await
             }
         )?;
+        if offspring > 0 {
+            tracing::info!(token = %name, offspring, "revoked a token and the tokens minted from it");
+        }
         self.0.access_changed();
         Ok(Response::new(convert::token(rec)))
     }

@@ -73,23 +73,9 @@ impl pb::tenant_service_server::TenantService for Tenants {
         let req = request.into_inner();
         let limit = page_size(req.page_size)?;
         let after = decode_page_token(&req.page_token)?;
-        // Operators see every tenant; anyone else the tenants they can read.
-        let visible: Option<Vec<String>> = (!p.is_system_admin()).then(|| {
-            let mut names: Vec<String> = p
-                .tenant
-                .iter()
-                .cloned()
-                .chain(p.bindings.iter().filter_map(|b| {
-                    manifold_auth::tenant_of(&b.scope)
-                        .and_then(|t| t.strip_prefix("tenants/"))
-                        .map(str::to_owned)
-                }))
-                .filter(|t| p.grant(&tenant_name(t)).is_some())
-                .collect();
-            names.sort();
-            names.dedup();
-            names
-        });
+        // Operators with an unscoped token see every tenant; anyone else
+        // (a scoped operator token too) the tenants they can read.
+        let visible: Option<Vec<String>> = (!p.is_system_admin()).then(|| p.readable_tenants());
         let after_id = after.strip_prefix("tenants/").unwrap_or(&after).to_owned();
         let rows = manifold_db::transaction!(
             self.0.db,
@@ -144,7 +130,8 @@ impl pb::tenant_service_server::TenantService for Tenants {
         } else {
             None
         };
-        let operator = p.is_system_admin();
+        // Within its scope: an operator token scoped elsewhere is no operator here.
+        let operator = p.is_system_admin_on(&t.name);
         if has("labels") {
             validate_labels("tenant.labels", &t.labels)?;
         }

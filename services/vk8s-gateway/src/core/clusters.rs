@@ -227,7 +227,10 @@ impl Core {
     }
 
     /// A kubeconfig with a fresh token for the caller, limited to the
-    /// cluster's namespace. `ttl` None: the configured default.
+    /// cluster's namespace (or to the caller's own scope, when that is
+    /// narrower). `ttl` None: the configured default. Tenancy mints the
+    /// token with the caller's own token, so it never outlives that token
+    /// (its expiry is capped there) and dies with it when it is revoked.
     pub async fn kubeconfig(
         &self,
         caller: &Caller<'_>,
@@ -242,11 +245,18 @@ impl Core {
                 "must be between 1 second and 365 days (0 means the default)",
             ));
         }
+        let namespace = vc.name.parent().name();
+        let own = caller.principal.token_scope.as_str();
+        let scope = if !own.is_empty() && manifold_auth::is_under(own, &namespace) {
+            own.to_owned()
+        } else {
+            namespace
+        };
         let minted = self
             .tenancy
             .create_token(
                 &caller.principal.user,
-                &vc.name.parent().name(),
+                &scope,
                 &format!("kubeconfig for {}", vc.name),
                 ttl,
                 caller.token,

@@ -31,6 +31,8 @@ pub struct Core {
     pub config: GatewayConfig,
     pub tenancy: TenancyClient,
     pub authenticator: Arc<dyn Authenticator>,
+    /// Re-checks the bearer token of long-lived Kubernetes API responses.
+    pub recheck: manifold_auth::Recheck,
     /// Clusters by name, for the Kubernetes API's per-request resolution.
     clusters: moka::future::Cache<ClusterName, Arc<VirtualCluster>>,
     /// The replication service's observed state; unset: nothing observed.
@@ -44,11 +46,13 @@ impl Core {
         authenticator: Arc<dyn Authenticator>,
         config: GatewayConfig,
     ) -> Self {
+        let recheck = manifold_auth::Recheck::new(authenticator.clone(), config.stream_recheck);
         Self {
             db,
             hub: Hub::new(),
             config,
             tenancy,
+            recheck,
             authenticator,
             clusters: moka::future::Cache::builder()
                 .max_capacity(10_000)

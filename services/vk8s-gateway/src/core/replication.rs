@@ -98,6 +98,9 @@ pub fn json_struct(s: &prost_types::Struct) -> Value {
 
 /// The pod as the vK8s shows it: the agent's translated object, with the
 /// site label, the physical node and the phase filled in when missing.
+/// Name, namespace and site are replication's (the key it stored the report
+/// under, the site it authenticated), never what the object itself claims:
+/// a site must not make its pod look like another one.
 pub fn pod_object(p: &pb::Pod) -> Value {
     let mut o = p.object.as_ref().map(json_struct).unwrap_or_default();
     if !o.is_object() {
@@ -106,12 +109,14 @@ pub fn pod_object(p: &pb::Pod) -> Value {
     o["apiVersion"] = "v1".into();
     o["kind"] = "Pod".into();
     let meta = entry(&mut o, "metadata");
-    meta.entry("name").or_insert_with(|| p.name.clone().into());
-    meta.entry("namespace")
-        .or_insert_with(|| p.namespace.clone().into());
+    meta.insert("name".into(), p.name.clone().into());
+    meta.insert("namespace".into(), p.namespace.clone().into());
     let labels = meta
         .entry("labels")
         .or_insert_with(|| Value::Object(Map::new()));
+    if !labels.is_object() {
+        *labels = Value::Object(Map::new());
+    }
     if let Some(l) = labels.as_object_mut() {
         l.insert(SITE_LABEL.into(), p.site.clone().into());
     }
@@ -646,6 +651,43 @@ mod tests {
         assert_eq!(o["spec"]["nodeName"], "pa2-par-node-1");
         assert_eq!(o["status"]["phase"], "Running");
         assert_eq!(o["status"]["podIP"], "10.0.0.7");
+    }
+
+    #[test]
+    fn a_pod_cannot_claim_another_name_namespace_or_site() {
+        use prost_types::value::Kind;
+        let text = |s: &str| prost_types::Value {
+            kind: Some(Kind::StringValue(s.into())),
+        };
+        let meta = prost_types::Struct {
+            fields: [
+                ("name".to_owned(), text("victim-pod")),
+                ("namespace".to_owned(), text("other")),
+                ("labels".to_owned(), text("not a map")),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let p = pb::Pod {
+            name: "own-pod".into(),
+            namespace: "shop".into(),
+            site: "ny8-nyc".into(),
+            object: Some(prost_types::Struct {
+                fields: [(
+                    "metadata".to_owned(),
+                    prost_types::Value {
+                        kind: Some(Kind::StructValue(meta)),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+            }),
+            ..Default::default()
+        };
+        let o = pod_object(&p);
+        assert_eq!(o["metadata"]["name"], "own-pod");
+        assert_eq!(o["metadata"]["namespace"], "shop");
+        assert_eq!(pod_site(&o), "ny8-nyc");
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! `ObjectFeed`: the ordered stream of every object change (and snapshots
-//! to start from), for the replication service. System administrators only.
+//! to start from), for the replication service. System administrators with
+//! an unscoped token only: the feed carries every tenant's objects, Secrets
+//! included, so a token scoped to one tenant or namespace (the kind
+//! `GetKubeconfig` mints, even for an operator) may not read it. Open
+//! streams end once the token lapses (the auth layer re-checks it).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -37,6 +41,12 @@ fn require_system_admin<T>(request: &Request<T>) -> Result<(), Status> {
     let p = principal(request)?;
     if p.is_system_admin() {
         Ok(())
+    } else if !p.token_scope.is_empty() {
+        Err(GatewayError::Forbidden(format!(
+            "a token scoped to {} may not read the object feed: it carries every tenant's objects",
+            p.token_scope
+        ))
+        .into())
     } else {
         Err(GatewayError::Forbidden(format!(
             "{} may not read the object feed: it is internal to the control plane",

@@ -1,5 +1,6 @@
 //! `SelfSubjectAccessReview`, so `kubectl auth can-i` answers from the
-//! caller's Manifold roles: viewers read, editors and admins also write.
+//! caller's Manifold roles: viewers read (Secrets: list and watch only, see
+//! `secrets`), editors and admins also write.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -76,7 +77,17 @@ fn decide(ctx: &Ctx, spec: &Value) -> (bool, String) {
             format!("{} does not support {verb}", kind.qualified_resource()),
         );
     }
+    // `*` in the core group covers Secrets too.
+    let secrets = super::secrets::is_secret(kind.kind)
+        || (resource == "*"
+            && kinds::all()
+                .iter()
+                .any(|k| k.group == group && super::secrets::is_secret(k.kind)));
     let needed = match v {
+        // A Secret's values (get, and any subresource) need editor; viewers
+        // only list and watch Secrets without their data.
+        Verb::Get if secrets => Permission::Write,
+        _ if secrets && !subresource.is_empty() => Permission::Write,
         Verb::Get | Verb::List | Verb::Watch => Permission::Read,
         _ => Permission::Write,
     };

@@ -15,6 +15,7 @@ mod protobuf;
 mod query;
 mod resources;
 mod response;
+mod secrets;
 mod watch;
 
 use std::future::Future;
@@ -171,6 +172,7 @@ async fn handle(
             other => other,
         })?;
     let route = path::parse(rest).ok_or(GatewayError::NoRoute)?;
+    let bearer = token.to_owned();
     let ctx = Ctx {
         core: app.core.clone(),
         watches: app.watches.clone(),
@@ -180,7 +182,7 @@ async fn handle(
         query: Query::parse(uri)?,
         headers,
     };
-    match route {
+    let response = match route {
         Route::Resource(rp) => resources::handle(&ctx, rp, body).await,
         Route::SelfSubjectAccessReview => access::self_subject_access_review(&ctx, body).await,
         discovery_route => {
@@ -191,7 +193,18 @@ async fn handle(
             }
             discovery::handle(&ctx, discovery_route)
         }
-    }
+    }?;
+    // A watch or `logs -f` lives on the token it started with only while
+    // that token stays valid: once revoked or expired, the stream ends (as
+    // kube-apiserver ends a watch) and the client's next request gets 401.
+    let expire = principal.token_expire_time;
+    Ok(response.map(|b| {
+        Body::new(
+            app.core
+                .recheck
+                .guard(b, &bearer, Some(expire), manifold_auth::Lapse::EndOfBody),
+        )
+    }))
 }
 
 /// Reads a request body, refusing more than [`MAX_BODY_BYTES`].

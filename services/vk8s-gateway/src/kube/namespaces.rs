@@ -83,6 +83,7 @@ pub async fn handle(
                 let encoder = Encoder {
                     kind,
                     output: params.output,
+                    hide_data: false,
                 };
                 return Ok(watch::spawn(
                     Stream {

@@ -40,12 +40,36 @@ fn not_found(kind: &ResourceKind, name: &str) -> GatewayError {
     GatewayError::NotFound(Target::object(kind.group, kind.plural, name))
 }
 
-/// The pod named `name` (on whichever site runs it).
+/// The pod named `name`, and the one site whose report answers for it.
+///
+/// Sites choose the names of the pods they report, so a name may come from
+/// more than one site (a misbehaving agent copying another site's pod name,
+/// or the same StatefulSet ordinal on two sites). Such a name answers for
+/// none of them: get, logs and delete are refused with 409 rather than
+/// trusting whichever report sorts first, so one site's report can never
+/// answer for another site's pod. Pods are matched on the name replication
+/// stored for the report (the object's own `metadata.name` is overwritten
+/// with it), and the site is the one replication authenticated, never a
+/// label the site wrote.
 async fn find(ctx: &Ctx, kind: &ResourceKind, name: &str) -> Result<Value, GatewayError> {
     let (pods, _) = client(ctx)?.list_pods(&ctx.vc, ctx.token()?).await?;
-    pods.into_iter()
-        .find(|p| name_of(p) == name)
-        .ok_or_else(|| not_found(kind, name))
+    let mut named: Vec<Value> = pods.into_iter().filter(|p| name_of(p) == name).collect();
+    match named.len() {
+        0 => Err(not_found(kind, name)),
+        1 => Ok(named.remove(0)),
+        _ => {
+            let mut sites: Vec<&str> = named.iter().map(pod_site).collect();
+            sites.sort_unstable();
+            sites.dedup();
+            Err(GatewayError::Conflict {
+                target: Target::object(kind.group, kind.plural, name),
+                message: format!(
+                    "sites {} each report a pod of this name; a pod name that several sites report answers for none of them",
+                    sites.join(", ")
+                ),
+            })
+        }
+    }
 }
 
 pub async fn list(
@@ -116,7 +140,9 @@ pub async fn log(
         Some(t) => t
             .parse::<i64>()
             .map_err(|_| GatewayError::BadRequest(format!("invalid tailLines {t:?}")))?,
-        None => -1,
+        // Absent: the whole log (replication's 0; a negative count is
+        // refused there).
+        None => 0,
     };
     let request = pb::StreamLogsRequest {
         pod: name.to_owned(),
@@ -194,6 +220,7 @@ pub async fn watch(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, G
     let encoder = Encoder {
         kind,
         output: params.output,
+        hide_data: false,
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let watches = ctx.watches.clone();
@@ -217,6 +244,14 @@ pub async fn watch(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, G
             };
             let bytes = match change {
                 None => return,
+                // The caller's token lapsed (replication re-checks it too):
+                // end the watch the way the gateway's own re-check does,
+                // without an ERROR event.
+                Some(Err(GatewayError::Upstream(s)))
+                    if s.code() == tonic::Code::Unauthenticated =>
+                {
+                    return;
+                }
                 Some(Err(e)) => {
                     let _ = tx.send(Ok(Encoder::error(&e))).await;
                     return;

@@ -15,7 +15,7 @@ use super::path::ResourcePath;
 use super::response::{
     delete_success, json_response, object_response, set_table_version, single, with_warnings,
 };
-use super::{Ctx, events, namespaces, pods, read_body, watch};
+use super::{Ctx, events, namespaces, pods, read_body, secrets, watch};
 use crate::core::list::{ContinueToken, ListFrom, ListOptions};
 use crate::core::objects::{DeleteOptions, Deleted, PatchBody, ScaleInput, WriteOptions};
 use crate::domain::Part;
@@ -138,6 +138,11 @@ pub async fn handle(ctx: &Ctx, rp: ResourcePath, body: Body) -> Result<Response,
         return Err(method_not_allowed());
     }
     authorize(ctx, kind, act, name, None)?;
+    // Viewers list Secrets without their values and may not get one.
+    let hide_data = secrets::hides_data(ctx, kind);
+    if hide_data && act == Action::Get {
+        return Err(forbidden(ctx, kind, Verb::Get, name, None));
+    }
     if kind.kind == "Pod" && ctx.core.replication.get().is_some() {
         return match (act, name) {
             (Action::List, _) => pods::list(ctx, kind, output(ctx, true)?).await,
@@ -153,13 +158,13 @@ pub async fn handle(ctx: &Ctx, rp: ResourcePath, body: Body) -> Result<Response,
             (Action::Get, Some(n)) => events::get(ctx, kind, n, output(ctx, true)?).await,
             // Watches of Events see what the object store holds (nothing the
             // sites report yet).
-            (Action::Watch, _) => watch::handle(ctx, kind).await,
+            (Action::Watch, _) => watch::handle(ctx, kind, false).await,
             _ => Err(method_not_allowed()),
         };
     }
     match (act, name) {
-        (Action::List, _) => list(ctx, kind).await,
-        (Action::Watch, _) => watch::handle(ctx, kind).await,
+        (Action::List, _) => list(ctx, kind, hide_data).await,
+        (Action::Watch, _) => watch::handle(ctx, kind, hide_data).await,
         (Action::Create, _) => create(ctx, kind, body).await,
         (Action::DeleteCollection, _) => delete_collection(ctx, kind, body).await,
         (Action::Get, Some(n)) => get(ctx, kind, n).await,
@@ -218,7 +223,12 @@ fn list_from(ctx: &Ctx) -> Result<ListFrom, GatewayError> {
     }
 }
 
-async fn list(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, GatewayError> {
+/// `hide_data`: a viewer's list of Secrets (see [`secrets`]).
+async fn list(
+    ctx: &Ctx,
+    kind: &'static ResourceKind,
+    hide_data: bool,
+) -> Result<Response, GatewayError> {
     let out = output(ctx, true)?;
     let opts = ListOptions {
         selectors: ctx.query.selectors()?,
@@ -242,10 +252,16 @@ async fn list(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, Gatewa
                 page.continue_token.as_deref(),
                 &opts,
             );
+            if hide_data {
+                secrets::redact_table(&mut t);
+            }
             set_table_version(&mut t, version);
             json_response(StatusCode::OK, &t)
         }
         other => {
+            if hide_data {
+                page.items.iter_mut().for_each(secrets::redact);
+            }
             let mut metadata = json!({ "resourceVersion": rv });
             if let Some(c) = &page.continue_token {
                 metadata["continue"] = c.clone().into();
@@ -466,6 +482,9 @@ async fn subresource(
         return Err(method_not_allowed());
     }
     authorize(ctx, kind, act, Some(name), Some(sub))?;
+    if secrets::hides_data(ctx, kind) {
+        return Err(forbidden(ctx, kind, act.verb(), Some(name), Some(sub)));
+    }
     match (sub, act) {
         ("status", Action::Get) => get(ctx, kind, name).await,
         ("log", Action::Get) if kind.kind == "Pod" && ctx.core.replication.get().is_some() => {

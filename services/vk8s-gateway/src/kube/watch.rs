@@ -78,6 +78,8 @@ impl WatchParams {
 pub struct Encoder {
     pub kind: &'static ResourceKind,
     pub output: Output,
+    /// Strip Secret values (a viewer's watch of Secrets).
+    pub hide_data: bool,
 }
 
 impl Encoder {
@@ -94,8 +96,16 @@ impl Encoder {
                 let opts =
                     TableOptions::new(include, chrono::Utc::now()).with_replica_multiplier(&sites);
                 let mut t = table::object_table(self.kind.kind, object, &opts);
+                if self.hide_data {
+                    super::secrets::redact_table(&mut t);
+                }
                 set_table_version(&mut t, version);
                 Self::line(&json!({ "type": event_type, "object": t }))
+            }
+            _ if self.hide_data => {
+                let mut object = object.clone();
+                super::secrets::redact(&mut object);
+                Self::line(&json!({ "type": event_type, "object": object }))
             }
             _ => Self::line(&json!({ "type": event_type, "object": object })),
         }
@@ -301,8 +311,13 @@ fn follow(followed: &mut HashMap<String, Value>, event: &str, object: &Value) {
     }
 }
 
-/// `GET …?watch=true` on a stored kind.
-pub async fn handle(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, GatewayError> {
+/// `GET …?watch=true` on a stored kind; `hide_data`: a viewer's watch of
+/// Secrets, whose values are stripped from every event.
+pub async fn handle(
+    ctx: &Ctx,
+    kind: &'static ResourceKind,
+    hide_data: bool,
+) -> Result<Response, GatewayError> {
     let params = WatchParams::parse(ctx)?;
     let selectors = ctx.query.selectors()?;
     let rv = ctx.query.get("resourceVersion").filter(|v| !v.is_empty());
@@ -322,6 +337,7 @@ pub async fn handle(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, 
     let encoder = Encoder {
         kind,
         output: params.output,
+        hide_data,
     };
     Ok(spawn(
         Stream {
