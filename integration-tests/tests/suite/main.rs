@@ -13,6 +13,7 @@ mod observability;
 mod reference;
 mod replication;
 mod rls;
+mod secrets_at_rest;
 mod site_agent;
 mod sites;
 mod tenancy;
