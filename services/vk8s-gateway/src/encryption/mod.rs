@@ -394,7 +394,8 @@ mod tests {
         let dek = enc.data_key().await.unwrap();
         let sealed = dek.seal(&at("db"), &secret()).unwrap();
         let text = sealed.to_string();
-        for plain in ["aHVudGVyMg==", "hunter2", "s3cr3t-token", "password", "db"] {
+        // (Needles long enough never to turn up in random base64 by chance.)
+        for plain in ["aHVudGVyMg==", "hunter2", "s3cr3t-token", "password"] {
             assert!(!text.contains(plain), "{plain} in {text}");
         }
         assert_eq!(sealed_with(&sealed), Some(enc.primary().id.as_str()));
