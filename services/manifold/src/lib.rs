@@ -164,11 +164,12 @@ pub fn encryption(
         }
         keys
     } else {
-        KeyFiles::load(std::slice::from_ref(&path)).map_err(|e| {
-            ServeError::Io(std::io::Error::other(format!(
-                "{e} (encryption.key_files is empty, so the data directory's key is used)"
-            )))
-        })?
+        KeyFiles::load(std::slice::from_ref(&path))
+            .map_err(|mut e| {
+                e.setting = "the default encryption key (encryption.key_files is empty)".into();
+                e
+            })
+            .map_err(io)?
     };
     Ok(Arc::new(Encryption::new(Arc::new(keys))))
 }
