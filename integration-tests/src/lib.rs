@@ -144,13 +144,19 @@ impl TestApp {
 
     /// Stops the process and starts it again on the same database and data
     /// directory (new ports).
-    pub async fn restart(mut self) -> Result<TestApp> {
+    pub async fn restart(self) -> Result<TestApp> {
+        self.restart_with(&[]).await
+    }
+
+    /// Like [`TestApp::restart`], with extra settings for the new start
+    /// (dotted keys, e.g. `encryption.key_files`).
+    pub async fn restart_with(mut self, overrides: &[(&str, String)]) -> Result<TestApp> {
         if let Some(r) = self.running.take() {
             r.stop().await?;
         }
         let url = self.database_url.clone();
         let dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir()?);
-        Self::start(url, dir).await
+        Self::start_with(url, dir, overrides).await
     }
 
     /// `manifold serve --services <services>` as its own process on

@@ -68,6 +68,19 @@ app.kubernetes.io/part-of: manifold
 {{- default (printf "%s-ca" (include "manifold.fullname" .)) .Values.tls.ca.existingSecret -}}
 {{- end -}}
 
+{{- define "manifold.encryptionSecret" -}}
+{{- default (printf "%s-encryption" (include "manifold.fullname" .)) .Values.encryption.existingSecret -}}
+{{- end -}}
+
+{{/* The encryption keys in use, first (the one that encrypts) first. */}}
+{{- define "manifold.encryptionKeys" -}}
+{{- if .Values.encryption.keys -}}
+{{- join " " .Values.encryption.keys -}}
+{{- else -}}
+key-1
+{{- end -}}
+{{- end -}}
+
 {{/* In-cluster DNS name of one service's Service: (dict "root" $ "service" "sites"). */}}
 {{- define "manifold.serviceHost" -}}
 {{- printf "%s-%s.%s.svc" (include "manifold.fullname" .root) .service .root.Release.Namespace -}}

@@ -402,7 +402,44 @@ fn helm_manifold_defaults_render_one_deployment_per_service() {
             .any(|e| e["name"] == "MANIFOLD__AUTH__BOOTSTRAP_TOKEN_FILE");
         assert_eq!(has, name.ends_with("-tenancy"), "{name}");
     }
-    assert_eq!(r.of_kind("Secret").len(), 2, "{:?}", r.summary());
+    // The key that seals Secrets at rest: generated once, kept, 32 random
+    // bytes in base64 as the file's text, mounted (read-only) only into the
+    // gateway, which is told where it is.
+    let keys = r.named("Secret", "mf-manifold-encryption");
+    assert_eq!(
+        keys["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let file = base64::Engine::decode(b64, str_of(&keys["data"]["key-1"])).expect("base64");
+    let key = base64::Engine::decode(b64, String::from_utf8(file).expect("text").trim())
+        .expect("the key file is base64");
+    assert_eq!(key.len(), 32);
+    for d in r.of_kind("Deployment") {
+        let name = str_of(&d["metadata"]["name"]);
+        let c = containers(d)[0];
+        let volume = pod_spec(d)["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "encryption");
+        if name.ends_with("-gateway") {
+            assert_eq!(
+                env_value(c, "MANIFOLD__ENCRYPTION__KEY_FILES"),
+                Some("/etc/manifold/encryption/key-1")
+            );
+            let volume = volume.expect("the gateway mounts the keys");
+            assert_eq!(volume["secret"]["secretName"], "mf-manifold-encryption");
+            assert_eq!(volume["secret"]["defaultMode"], 288);
+        } else {
+            assert!(
+                env(c, "MANIFOLD__ENCRYPTION__KEY_FILES").is_none(),
+                "{name}"
+            );
+            assert!(volume.is_none(), "{name} must not see the encryption keys");
+        }
+    }
+    assert_eq!(r.of_kind("Secret").len(), 3, "{:?}", r.summary());
     assert!(
         r.notes
             .contains("create secret generic mf-manifold-database"),
@@ -517,6 +554,48 @@ fn helm_manifold_value_sets_replicas_byo_tls_monitoring() {
         serde_json::from_str::<Value>(json_text).expect("dashboard JSON survives rendering");
     } else {
         assert!(maps.is_empty(), "{:?}", r.summary());
+    }
+}
+
+/// A rotation in the chart: the keys of a brought Secret, new one first.
+#[test]
+fn helm_manifold_encryption_keys_in_order_from_a_brought_secret() {
+    let r = render(
+        "manifold",
+        json!({"encryption": {"existingSecret": "vault-keys", "keys": ["2026-q3", "2026-q1"]}}),
+    )
+    .unwrap()
+    .ok();
+    assert_lint_clean(&r);
+    assert!(
+        r.of_kind("Secret")
+            .iter()
+            .all(|s| s["metadata"]["name"] != "mf-manifold-encryption"),
+        "no generated key beside a brought Secret"
+    );
+    let d = r.named("Deployment", "mf-manifold-gateway");
+    assert_eq!(
+        env_value(containers(d)[0], "MANIFOLD__ENCRYPTION__KEY_FILES"),
+        Some("/etc/manifold/encryption/2026-q3,/etc/manifold/encryption/2026-q1")
+    );
+    let volume = pod_spec(d)["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "encryption")
+        .unwrap();
+    assert_eq!(volume["secret"]["secretName"], "vault-keys");
+    assert_eq!(
+        volume["secret"]["items"],
+        json!([{"key": "2026-q3", "path": "2026-q3"}, {"key": "2026-q1", "path": "2026-q1"}])
+    );
+
+    for bad in [json!(["../x"]), json!(["a", "a"]), json!("key-1")] {
+        let r = render("manifold", json!({"encryption": {"keys": bad}})).unwrap();
+        let error = r
+            .error
+            .unwrap_or_else(|| panic!("encryption.keys {bad} must be refused"));
+        assert!(error.contains("/encryption/keys"), "{error}");
     }
 }
 
@@ -782,6 +861,13 @@ fn helm_manifold_env_is_valid_manifold_settings() {
                     settings.tls.server_names.iter().any(|n| n == pod_ip),
                     "{what}: {:?}",
                     settings.tls.server_names
+                );
+            }
+            if service == "gateway" {
+                assert_eq!(
+                    settings.encryption.key_files,
+                    vec![PathBuf::from("/etc/manifold/encryption/key-1")],
+                    "{what}"
                 );
             }
             if service == "replication" {

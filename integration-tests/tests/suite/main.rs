@@ -14,6 +14,7 @@ mod real_sites;
 mod reference;
 mod replication;
 mod rls;
+mod secrets_at_rest;
 mod security_tokens;
 mod site_agent;
 mod sites;

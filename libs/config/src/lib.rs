@@ -15,6 +15,6 @@ pub use error::ConfigError;
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, load, load_from, load_with};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{
-    Admin, Auth, Database, Grpc, KubeApi, LogFormat, SERVICES, Serve, Settings, Sites, Telemetry,
-    Tls, Upstream, Vk8s,
+    Admin, Auth, Database, Encryption, Grpc, KubeApi, LogFormat, SERVICES, Serve, Settings, Sites,
+    Telemetry, Tls, Upstream, Vk8s,
 };

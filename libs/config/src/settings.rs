@@ -24,6 +24,7 @@ pub struct Settings {
     pub sites: Sites,
     pub serve: Serve,
     pub upstream: Upstream,
+    pub encryption: Encryption,
 }
 
 impl Default for Settings {
@@ -41,6 +42,7 @@ impl Default for Settings {
             sites: Sites::default(),
             serve: Serve::default(),
             upstream: Upstream::default(),
+            encryption: Encryption::default(),
         }
     }
 }
@@ -60,6 +62,12 @@ impl Settings {
             .ca_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("ca.crt"))
+    }
+
+    /// The key file used when `encryption.key_files` is empty:
+    /// `<data_dir>/encryption.key` (created at the first start).
+    pub fn default_encryption_key_file(&self) -> PathBuf {
+        self.data_dir.join("encryption.key")
     }
 }
 
@@ -346,6 +354,27 @@ impl Upstream {
         };
         (!url.trim().is_empty()).then_some(url.trim())
     }
+}
+
+/// Encryption at rest of Secrets (envelope encryption; see the README's
+/// "Secrets at rest").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Encryption {
+    /// Key-encryption key files, each 32 random bytes in base64. The first
+    /// encrypts new writes; all of them decrypt (rotation: put the new key
+    /// first, run `manifold rotate-encryption`, then drop the old one).
+    /// Empty: `<data_dir>/encryption.key`, created at the first start. From
+    /// the environment, a comma-separated list.
+    #[serde(deserialize_with = "paths_or_list")]
+    pub key_files: Vec<PathBuf>,
+}
+
+fn paths_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    Ok(string_or_list(deserializer)?
+        .into_iter()
+        .map(PathBuf::from)
+        .collect())
 }
 
 /// A list given either as a list or as one comma-separated string (environment variables).

@@ -303,3 +303,47 @@ fn services_and_upstreams_split_a_deployment() {
         "{err}"
     );
 }
+
+#[test]
+fn encryption_key_files_from_file_env_and_default() {
+    let s = load_from(None, &[], &env(&[("DATABASE_URL", URL)])).unwrap();
+    assert!(s.encryption.key_files.is_empty());
+    assert_eq!(
+        s.default_encryption_key_file(),
+        PathBuf::from(".manifold/encryption.key")
+    );
+
+    let file = toml(
+        r#"
+[encryption]
+key_files = ["/etc/mf/keys/b.key", "/etc/mf/keys/a.key"]
+"#,
+    );
+    let s = load_from(Some(file.path()), &[], &env(&[("DATABASE_URL", URL)])).unwrap();
+    assert_eq!(
+        s.encryption.key_files,
+        vec![
+            PathBuf::from("/etc/mf/keys/b.key"),
+            PathBuf::from("/etc/mf/keys/a.key")
+        ]
+    );
+
+    // The environment takes a comma-separated list, first key first.
+    let vars = env(&[
+        ("DATABASE_URL", URL),
+        ("MANIFOLD__ENCRYPTION__KEY_FILES", "/k/new.key, /k/old.key"),
+    ]);
+    let s = load_from(None, &[], &vars).unwrap();
+    assert_eq!(
+        s.encryption.key_files,
+        vec![PathBuf::from("/k/new.key"), PathBuf::from("/k/old.key")]
+    );
+
+    let e = load_from(
+        None,
+        &[("encryption.key_file", "/k".to_owned())],
+        &env(&[("DATABASE_URL", URL)]),
+    )
+    .unwrap_err();
+    assert_eq!(e.key(), Some("encryption.key_file"), "{e}");
+}

@@ -133,6 +133,14 @@ impl Settings {
                 https_url(&format!("upstream.{service}"), url)?;
             }
         }
+        for (i, path) in self.encryption.key_files.iter().enumerate() {
+            if path.as_os_str().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("encryption.key_files[{i}]"),
+                    "must not be empty",
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -137,6 +137,94 @@ fn own_channel(addr: SocketAddr, ca_pem: &str) -> Result<tonic::transport::Chann
     )
 }
 
+/// The encryption keys of Secrets at rest: `encryption.key_files`, or
+/// `<data_dir>/encryption.key`, created (mode 0600) when `create` and it is
+/// missing, as the data-directory CA is.
+pub fn encryption(
+    settings: &Settings,
+    create: bool,
+) -> Result<Arc<manifold_vk8s_gateway::encryption::Encryption>, ServeError> {
+    use manifold_vk8s_gateway::encryption::{Encryption, KeyFiles};
+    let io = |e: manifold_vk8s_gateway::encryption::KeyFileError| {
+        ServeError::Io(std::io::Error::other(e.to_string()))
+    };
+    if !settings.encryption.key_files.is_empty() {
+        return Ok(Arc::new(
+            Encryption::from_key_files(&settings.encryption.key_files).map_err(io)?,
+        ));
+    }
+    let path = settings.default_encryption_key_file();
+    let keys = if create {
+        let (keys, created) = KeyFiles::load_or_create(&path).map_err(io)?;
+        if created {
+            tracing::info!(
+                path = %path.display(),
+                "created the key that encrypts Secrets at rest (encryption.key_files was empty)"
+            );
+        }
+        keys
+    } else {
+        KeyFiles::load(std::slice::from_ref(&path))
+            .map_err(|mut e| {
+                e.setting = "the default encryption key (encryption.key_files is empty)".into();
+                e
+            })
+            .map_err(io)?
+    };
+    Ok(Arc::new(Encryption::new(Arc::new(keys))))
+}
+
+/// Re-encrypts every stored Secret not sealed with the primary key of
+/// `encryption.key_files` (`manifold rotate-encryption`), or with
+/// `dry_run` only reports which keys they use.
+pub async fn rotate_encryption(
+    settings: &Settings,
+    dry_run: bool,
+) -> Result<RotationOutcome, ServeError> {
+    let encryption = encryption(settings, false)?;
+    let metrics = Metrics::new();
+    let db = connect_db(settings, &metrics).await?;
+    let fail = |e: manifold_vk8s_gateway::GatewayError| {
+        ServeError::Io(std::io::Error::other(e.to_string()))
+    };
+    if dry_run {
+        let usage = manifold_vk8s_gateway::secret_key_usage(&db, &encryption)
+            .await
+            .map_err(fail)?;
+        return Ok(RotationOutcome {
+            primary: encryption.primary(),
+            report: None,
+            usage,
+        });
+    }
+    let report = manifold_vk8s_gateway::reencrypt_secrets(&db, &encryption)
+        .await
+        .map_err(fail)?;
+    Ok(RotationOutcome {
+        primary: encryption.primary(),
+        usage: report.usage.clone(),
+        report: Some(report),
+    })
+}
+
+/// What `manifold rotate-encryption` found and did.
+#[derive(Debug, Clone)]
+pub struct RotationOutcome {
+    pub primary: manifold_vk8s_gateway::encryption::KeyInfo,
+    /// `None` for a dry run.
+    pub report: Option<manifold_vk8s_gateway::ReencryptReport>,
+    /// Which keys the stored Secrets use now.
+    pub usage: Vec<manifold_vk8s_gateway::SecretKeyUsage>,
+}
+
+impl RotationOutcome {
+    /// Every stored Secret is sealed with the primary key and nothing
+    /// failed: the other keys can be removed.
+    pub fn complete(&self) -> bool {
+        self.usage.iter().all(|u| u.primary) && self.report.as_ref().is_none_or(|r| r.failed == 0)
+    }
+}
+
 /// Runs the database migrations of every service and returns (the
 /// `manifold migrate` step of an upgrade; `start` also migrates).
 pub async fn migrate(settings: &Settings) -> Result<(), ServeError> {
@@ -259,6 +347,8 @@ pub async fn start_with(
 
     // ---- vK8s gateway (manifold.vk8s.v1 + the Kubernetes API) ----
     let gateway = if runs("gateway") {
+        let encryption = encryption(&settings, true)?;
+        tracing::info!(primary = %encryption.primary(), keys = encryption.keys().len(), "Secrets are encrypted at rest");
         let gateway = manifold_vk8s_gateway::Gateway::new(
             db.clone(),
             tenancy_channel.clone(),
@@ -270,6 +360,7 @@ pub async fn start_with(
                 ..manifold_vk8s_gateway::GatewayConfig::new(
                     settings.kube_api.public_url.clone(),
                     tls.ca_pem.clone(),
+                    encryption,
                 )
             },
         )

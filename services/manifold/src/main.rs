@@ -24,6 +24,26 @@ enum Command {
     /// Apply the database migrations and exit (run once per upgrade, e.g. as
     /// a Helm hook Job, before new replicas start).
     Migrate(MigrateArgs),
+    /// Re-encrypt every stored Secret (object table and change log) with the
+    /// first key of encryption.key_files, in place, then report which keys
+    /// are still in use. Run it after every replica has the new key first;
+    /// afterwards the old keys can be removed. Exit status 2: some Secrets
+    /// are still under another key or do not decrypt.
+    RotateEncryption(RotateArgs),
+}
+
+#[derive(clap::Args)]
+struct RotateArgs {
+    /// TOML settings file (then MANIFOLD__SECTION__KEY variables override it).
+    #[arg(long, env = "MANIFOLD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (its encryption.key is used when encryption.key_files
+    /// is empty).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Only report which keys the stored Secrets use; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -77,6 +97,61 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Migrate(args) => migrate(args),
+        Command::RotateEncryption(args) => rotate_encryption(args),
+    }
+}
+
+fn rotate_encryption(args: RotateArgs) -> anyhow::Result<()> {
+    let mut overrides = Vec::new();
+    if let Some(dir) = &args.data_dir {
+        overrides.push(("data_dir", dir.display().to_string()));
+    }
+    let settings = manifold_config::load_with(args.config.as_deref(), &overrides)
+        .context("invalid settings")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let outcome = runtime.block_on(async move {
+        let _telemetry = manifold_telemetry::init_from_settings(
+            "manifold-rotate-encryption",
+            &settings.telemetry,
+        )
+        .context("initialising telemetry")?;
+        manifold::rotate_encryption(&settings, args.dry_run)
+            .await
+            .context("re-encrypting Secrets")
+    })?;
+    println!("primary key: {}", outcome.primary);
+    if let Some(report) = &outcome.report {
+        println!(
+            "re-encrypted {} Secrets and {} change-log entries ({} of deleted Secrets had their data removed)",
+            report.objects, report.changes, report.scrubbed
+        );
+        for failure in &report.failures {
+            println!("does not decrypt: {failure}");
+        }
+        if report.failed > report.failures.len() as u64 {
+            println!(
+                "... and {} more that do not decrypt",
+                report.failed - report.failures.len() as u64
+            );
+        }
+    }
+    println!("stored Secrets by key:");
+    if outcome.usage.is_empty() {
+        println!("  none");
+    }
+    for usage in &outcome.usage {
+        println!("  {usage}");
+    }
+    if outcome.complete() {
+        println!(
+            "every stored Secret is encrypted with the primary key; the other keys may be removed"
+        );
+        Ok(())
+    } else {
+        println!(
+            "some stored Secrets are not encrypted with the primary key yet; keep every key they use"
+        );
+        std::process::exit(2);
     }
 }
 
@@ -164,7 +239,7 @@ fn print_next_steps(running: &manifold::Running, kubeconfig: Option<&std::path::
     let addr = running.grpc_addr;
     println!(
         "\nManifold is up.\n\
-         \n  gRPC (TLS):   {addr}\n  admin:        http://{admin}/metrics\n  CA bundle:    {ca}\n  admin token:  {token}\n\
+         \n  gRPC (TLS):   {addr}\n  admin:        http://{admin}/metrics\n  CA bundle:    {ca}\n  admin token:  {token}\n  Secrets key:  {key}\n\
          \nTry it (grpcurl from .tools/bin after `make tools`):\n\
          \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" {addr} list\
          \n  grpcurl -cacert {ca} -H \"authorization: Bearer $(cat {token})\" \\\n      -d '{{\"tenant_id\":\"acme\",\"tenant\":{{\"display_name\":\"Acme\"}}}}' \\\n      {addr} manifold.tenancy.v1.TenantService/CreateTenant\
@@ -176,6 +251,13 @@ fn print_next_steps(running: &manifold::Running, kubeconfig: Option<&std::path::
         admin = running.admin_addr,
         ca = ca.display(),
         token = token.display(),
+        key = s
+            .encryption
+            .key_files
+            .first()
+            .cloned()
+            .unwrap_or_else(|| s.default_encryption_key_file())
+            .display(),
     );
 }
 

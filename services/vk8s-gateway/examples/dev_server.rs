@@ -7,7 +7,8 @@
 //!   cargo run -p manifold-vk8s-gateway --example dev_server -- /tmp/gwdev [GRPC_PORT KUBE_PORT]
 //! ```
 //!
-//! The directory receives `ca.crt`, `admin.token` and `endpoints.env`.
+//! The directory receives `ca.crt`, `admin.token`, `encryption.key` and
+//! `endpoints.env`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use manifold_db::{ConnectOptions, Db, DbMetrics};
 use manifold_server::{GrpcServer, TlsMaterial};
+use manifold_vk8s_gateway::encryption::{Encryption, KeyFiles};
 use manifold_vk8s_gateway::{Gateway, GatewayConfig};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
@@ -77,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
                 .domain_name("localhost"),
         )?
         .connect_lazy();
-    let mut config = GatewayConfig::new(format!("https://{kube_addr}"), ca_pem.clone());
+    let (keys, _) = KeyFiles::load_or_create(&dir.join("encryption.key"))?;
+    let encryption = Arc::new(Encryption::new(Arc::new(keys)));
+    let mut config = GatewayConfig::new(format!("https://{kube_addr}"), ca_pem.clone(), encryption);
     if let Ok(keep) = std::env::var("VK8S_RETENTION") {
         config.log_retention_revisions = keep.parse()?;
         config.compaction_interval = Duration::from_secs(1);

@@ -119,6 +119,9 @@ pub enum GatewayError {
     Upstream(tonic::Status),
     #[error("storage: {0}")]
     Db(#[from] DbError),
+    /// A sealed body does not open, or the key provider is unavailable.
+    #[error(transparent)]
+    Encryption(#[from] crate::encryption::EncryptionError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -170,8 +173,9 @@ impl GatewayError {
                 Code::Unavailable => 503,
                 _ => 500,
             },
-            GatewayError::Db(DbError::Unavailable(_)) => 503,
-            GatewayError::Db(_) | GatewayError::Internal(_) => 500,
+            GatewayError::Db(DbError::Unavailable(_))
+            | GatewayError::Encryption(crate::encryption::EncryptionError::Unavailable(_)) => 503,
+            GatewayError::Db(_) | GatewayError::Internal(_) | GatewayError::Encryption(_) => 500,
         }
     }
 
@@ -204,6 +208,10 @@ impl GatewayError {
             GatewayError::Db(e) => {
                 tracing::error!(error = %e, "vk8s storage error");
                 "an internal storage error occurred".to_owned()
+            }
+            GatewayError::Encryption(e) => {
+                tracing::error!(error = %e, "vk8s encryption error");
+                self.to_string()
             }
             _ => self.to_string(),
         }
@@ -291,7 +299,20 @@ impl From<GatewayError> for tonic::Status {
                 tracing::error!(error = %m, "vk8s internal error");
                 tonic::Status::internal(message)
             }
+            GatewayError::Encryption(crate::encryption::EncryptionError::Unavailable(_)) => {
+                tonic::Status::unavailable(message)
+            }
+            GatewayError::Encryption(e) => {
+                tracing::error!(error = %e, "vk8s encryption error");
+                tonic::Status::internal(message)
+            }
         }
+    }
+}
+
+impl From<manifold_db::sqlx::Error> for GatewayError {
+    fn from(e: manifold_db::sqlx::Error) -> Self {
+        GatewayError::Db(e.into())
     }
 }
 

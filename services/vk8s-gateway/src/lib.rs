@@ -16,6 +16,7 @@
 
 mod core;
 pub mod domain;
+pub mod encryption;
 mod error;
 mod feed;
 mod grpc;
@@ -30,6 +31,7 @@ use manifold_auth::Authenticator;
 use manifold_db::Db;
 use tokio_util::sync::CancellationToken;
 
+pub use core::rotation::{ReencryptReport, SecretKeyUsage, reencrypt_secrets, secret_key_usage};
 pub use error::{GatewayError, Target};
 
 /// How the gateway presents itself and keeps its log.
@@ -48,12 +50,19 @@ pub struct GatewayConfig {
     /// How often a long-lived Kubernetes API response (a watch, `logs -f`)
     /// re-checks its bearer token; it ends once the token lapses.
     pub stream_recheck: Duration,
+    /// Seals Secrets at rest (object table and change log).
+    pub encryption: Arc<encryption::Encryption>,
 }
 
 impl GatewayConfig {
-    /// Defaults for everything but the URL and the CA: 1,000 revisions
-    /// kept, compaction every minute, 30-day kubeconfig tokens.
-    pub fn new(public_url: impl Into<String>, ca_pem: impl Into<String>) -> Self {
+    /// Defaults for everything but the URL, the CA and the encryption keys:
+    /// 1,000 revisions kept, compaction every minute, 30-day kubeconfig
+    /// tokens.
+    pub fn new(
+        public_url: impl Into<String>,
+        ca_pem: impl Into<String>,
+        encryption: Arc<encryption::Encryption>,
+    ) -> Self {
         Self {
             public_url: public_url.into(),
             ca_pem: ca_pem.into(),
@@ -61,6 +70,7 @@ impl GatewayConfig {
             compaction_interval: Duration::from_secs(60),
             kubeconfig_ttl: Duration::from_secs(30 * 86_400),
             stream_recheck: manifold_auth::DEFAULT_STREAM_RECHECK,
+            encryption,
         }
     }
 }
@@ -180,10 +190,12 @@ impl Gateway {
                 stop.cancelled().await;
                 watches.cancel();
             };
-            let hub = core
-                .hub
-                .clone()
-                .run(core.db.clone(), POLL_INTERVAL, shutdown.clone());
+            let hub = core.hub.clone().run(
+                core.db.clone(),
+                core.config.encryption.clone(),
+                POLL_INTERVAL,
+                shutdown.clone(),
+            );
             let compactor = feed::run_compactor(
                 core.db.clone(),
                 core.config.log_retention_revisions,
@@ -191,7 +203,8 @@ impl Gateway {
                 shutdown.clone(),
             );
             let cleaner = run_tenant_cleaner(core.clone(), shutdown.clone());
-            tokio::join!(hub, compactor, ends_streams, cleaner);
+            let keys = core::rotation::check_key_usage(&core.db, &core.config.encryption);
+            tokio::join!(hub, compactor, ends_streams, cleaner, keys);
         })
     }
 }

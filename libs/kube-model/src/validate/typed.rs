@@ -49,7 +49,7 @@ pub fn round_trip(kind: &str, value: &Value) -> Option<Result<Value, DecodeError
         "CronJob" => round_trip_as::<batch::v1::CronJob>(value),
         "Service" => round_trip_as::<core::v1::Service>(value),
         "ConfigMap" => round_trip_as::<core::v1::ConfigMap>(value),
-        "Secret" => round_trip_as::<core::v1::Secret>(value),
+        "Secret" => round_trip_as::<core::v1::Secret>(value).map_err(redact_value),
         "PersistentVolumeClaim" => round_trip_as::<core::v1::PersistentVolumeClaim>(value),
         "ServiceAccount" => round_trip_as::<core::v1::ServiceAccount>(value),
         "Event" => round_trip_as::<core::v1::Event>(value),
@@ -57,6 +57,30 @@ pub fn round_trip(kind: &str, value: &Value) -> Option<Result<Value, DecodeError
         "Namespace" => round_trip_as::<core::v1::Namespace>(value),
         _ => return None,
     })
+}
+
+/// A decode error without the offending value: serde quotes it ("invalid
+/// type: integer `12345`, expected a string"), and a Secret's values must
+/// not reach error messages, which the audit log stores.
+fn redact_value(mut e: DecodeError) -> DecodeError {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(start) = e.message.find(prefix) else {
+            continue;
+        };
+        let rest = &e.message[start + prefix.len()..];
+        // The last one: the value itself may contain the phrase.
+        let Some(end) = rest.rfind(", expected") else {
+            continue;
+        };
+        let what = rest[..end]
+            .split(['`', '"'])
+            .next()
+            .unwrap_or_default()
+            .trim_end();
+        e.message = format!("{}{prefix}{what}{}", &e.message[..start], &rest[end..]);
+        return e;
+    }
+    e
 }
 
 /// Paths present in `input` but dropped by the typed round trip. Nulls count as absent
@@ -209,6 +233,24 @@ mod tests {
             "data.k"
         );
         let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80, "targetPort": "http"}]}});
+        // A Secret's values never appear in the error (the audit log keeps it).
+        for (field, value, expected) in [
+            (
+                "stringData",
+                json!({"p": 98765431}),
+                "stringData.p: invalid type: integer, expected a string",
+            ),
+            (
+                "data",
+                json!({"p": true}),
+                "data.p: invalid type: boolean, expected a base64-encoded string",
+            ),
+        ] {
+            let mut bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+            bad[field] = value.clone();
+            let e = round_trip("Secret", &bad).unwrap().unwrap_err();
+            assert_eq!(e.to_string(), expected);
+        }
         let rt = round_trip("Service", &svc).unwrap().unwrap();
         assert!(unknown_fields(&svc, &rt).is_empty());
     }

@@ -18,6 +18,8 @@ impl Core {
     /// deletions not handled yet (if this replica gets the lock). Returns
     /// how many virtual clusters were deleted.
     pub async fn purge_deleted_tenants(&self) -> Result<usize, GatewayError> {
+        let enc = &*self.config.encryption;
+        let dek = enc.data_key().await?;
         let (forget, deleted) = manifold_db::transaction!(
             self.db,
             "vk8s_tenant_deletion",
@@ -37,9 +39,7 @@ impl Core {
                     )
                     .await?
                     {
-                        for (key, body) in objects::lock_all(tx, &vc).await? {
-                            objects::delete(tx, &vc, &key, &body).await?;
-                        }
+                        objects::delete_all(tx, enc, Some(&*dek), &vc).await?;
                         clusters::delete(tx, vc.id).await?;
                         deleted.push(vc.name.clone());
                     }

@@ -200,6 +200,8 @@ impl Core {
         if expected_version.is_some_and(|v| v != current.version) {
             return Err(clusters::aborted(name));
         }
+        let enc = &*self.config.encryption;
+        let dek = enc.data_key().await?;
         manifold_db::transaction!(
             self.db,
             "delete_virtual_cluster",
@@ -213,9 +215,7 @@ impl Core {
                     }
                     Some(_) => {}
                 }
-                for (key, body) in objects::lock_all(tx, &current).await? {
-                    objects::delete(tx, &current, &key, &body).await?;
-                }
+                objects::delete_all(tx, enc, Some(&*dek), &current).await?;
                 clusters::delete(tx, current.id).await?;
                 Ok(())
             }

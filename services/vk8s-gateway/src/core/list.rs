@@ -176,6 +176,7 @@ impl Core {
             };
             let at = revision;
             let exact = matches!(opts.from, ListFrom::Exact(_));
+            let enc = &*self.config.encryption;
             let rows = manifold_db::transaction!(
                 self.db,
                 "list_objects",
@@ -184,10 +185,10 @@ impl Core {
                 |tx| {
                     match at {
                         None => {
-                            let (head, rows) = objects::list_current(tx, &scope).await?;
+                            let (head, rows) = objects::list_current(tx, enc, &scope).await?;
                             Ok((head, rows))
                         }
-                        Some(rv) => match objects::list_at(tx, &scope, rv).await? {
+                        Some(rv) => match objects::list_at(tx, enc, &scope, rv).await? {
                             Ok(rows) => Ok((rv, rows)),
                             Err(compacted) if exact => Err(GatewayError::Gone(format!(
                                 "too old resource version: {rv} ({compacted})"
@@ -281,6 +282,7 @@ impl Core {
         let cursor = Cursor::start(
             &self.hub,
             self.db.clone(),
+            self.config.encryption.clone(),
             Scope::Tenant(vc.tenant_id),
             Some(filter),
             revision,
@@ -313,6 +315,7 @@ mod tests {
             event,
             object: Arc::new(json!({"metadata": {"name": "c", "labels": labels}})),
             prev: prev.map(|l| Arc::new(json!({"metadata": {"name": "c", "labels": l}}))),
+            unreadable: None,
         }
     }
 

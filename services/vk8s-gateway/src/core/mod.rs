@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod list;
 pub mod objects;
 pub mod replication;
+pub mod rotation;
 pub mod tenancy;
 
 use std::sync::{Arc, OnceLock};

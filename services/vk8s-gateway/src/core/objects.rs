@@ -232,6 +232,19 @@ fn apply_create(
 }
 
 impl Core {
+    /// The data key a write of `kind` seals with (`None` for kinds stored
+    /// in plain). Taken before the transaction: it may call the key
+    /// provider, which must not happen while the revision counter is held.
+    pub async fn data_key(
+        &self,
+        kind: &ResourceKind,
+    ) -> Result<Option<std::sync::Arc<crate::encryption::DataKey>>, GatewayError> {
+        if !crate::encryption::encrypted_kind(kind.group, kind.kind) {
+            return Ok(None);
+        }
+        Ok(Some(self.config.encryption.data_key().await?))
+    }
+
     /// Runs `decide` on the locked current object and stores what it
     /// returns: insert, update, a deletion that finalizers no longer hold
     /// up, or nothing when the object would not change.
@@ -249,20 +262,23 @@ impl Core {
     {
         let key = object_key(kind, vc, name);
         let target = target(kind, name);
+        let dek = self.data_key(kind).await?;
+        let dek = dek.as_deref();
+        let enc = &*self.config.encryption;
         let written = manifold_db::transaction!(
             self.db,
             op,
             Scope::Tenant(vc.tenant_id),
             GatewayError,
             |tx| {
-                let old = objects::lock(tx, vc, &key).await?;
+                let old = objects::lock(tx, enc, vc, &key).await?;
                 match decide(old.as_ref())? {
                     Outcome::Create(mut obj, warnings) => {
                         if old.is_some() {
                             return Err(GatewayError::AlreadyExists(target.clone()));
                         }
                         if !dry_run {
-                            objects::insert(tx, vc, &key, &target, &mut obj).await?;
+                            objects::insert(tx, dek, vc, &key, &target, &mut obj).await?;
                         }
                         Ok(Written {
                             object: obj,
@@ -287,14 +303,14 @@ impl Core {
                             });
                         }
                         if is_deleting(&new) && finalizers(&new).is_empty() {
-                            let last = objects::delete(tx, vc, &key, &new).await?;
+                            let last = objects::delete(tx, enc, dek, vc, &key, &new, true).await?;
                             return Ok(Written {
                                 object: last,
                                 warnings,
                                 created: false,
                             });
                         }
-                        objects::update(tx, vc, &key, &old, &mut new).await?;
+                        objects::update(tx, dek, vc, &key, &old, &mut new).await?;
                         Ok(Written {
                             object: new,
                             warnings,
@@ -317,12 +333,13 @@ impl Core {
         name: &str,
     ) -> Result<Value, GatewayError> {
         let key = object_key(kind, vc, name);
+        let enc = &*self.config.encryption;
         manifold_db::transaction!(
             self.db,
             "get_object",
             Scope::Tenant(vc.tenant_id),
             GatewayError,
-            |tx| { Ok(objects::get(tx, vc, &key).await?) }
+            |tx| { objects::get(tx, enc, vc, &key).await }
         )?
         .ok_or_else(|| GatewayError::NotFound(target(kind, name)))
     }
@@ -531,15 +548,26 @@ impl Core {
     ) -> Result<Deleted, GatewayError> {
         let key = object_key(kind, vc, name);
         let target = target(kind, name);
+        let dek = self.data_key(kind).await?;
+        let dek = dek.as_deref();
+        let enc = &*self.config.encryption;
         let deleted = manifold_db::transaction!(
             self.db,
             "delete_object",
             Scope::Tenant(vc.tenant_id),
             GatewayError,
             |tx| {
-                let old = objects::lock(tx, vc, &key)
-                    .await?
-                    .ok_or_else(|| GatewayError::NotFound(target.clone()))?;
+                let old = match objects::lock(tx, enc, vc, &key).await {
+                    // A Secret whose key is gone can still be deleted: its
+                    // identity is all a deletion needs (its finalizers,
+                    // sealed with the rest, are unknown and not waited for).
+                    Err(GatewayError::Encryption(e)) if e.is_permanent() => {
+                        tracing::warn!(error = %e, "deleting an object that does not decrypt");
+                        objects::lock_stub(tx, vc, &key).await?
+                    }
+                    other => other?,
+                }
+                .ok_or_else(|| GatewayError::NotFound(target.clone()))?;
                 check_delete_preconditions(&target, opts, &old)?;
                 if !finalizers(&old).is_empty() {
                     if is_deleting(&old) || opts.dry_run {
@@ -547,13 +575,15 @@ impl Core {
                     }
                     let mut new = old.clone();
                     mark_deleting(&mut new, &now_rfc3339());
-                    objects::update(tx, vc, &key, &old, &mut new).await?;
+                    objects::update(tx, dek, vc, &key, &old, &mut new).await?;
                     return Ok(Deleted::Pending(new));
                 }
                 if opts.dry_run {
                     return Ok(Deleted::Removed(old));
                 }
-                Ok(Deleted::Removed(objects::delete(tx, vc, &key, &old).await?))
+                Ok(Deleted::Removed(
+                    objects::delete(tx, enc, dek, vc, &key, &old, true).await?,
+                ))
             }
         )?;
         if !opts.dry_run {

@@ -49,4 +49,8 @@ pub struct Change {
     pub object: Arc<Value>,
     /// The object before the change (`None` for `Added`).
     pub prev: Option<Arc<Value>>,
+    /// Set when the stored bodies do not decrypt (their key is gone, their
+    /// bytes were altered): why. `object` and `prev` then carry only the
+    /// object's identity, never a guess at its content.
+    pub unreadable: Option<Arc<crate::encryption::EncryptionError>>,
 }

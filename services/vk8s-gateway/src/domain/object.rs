@@ -221,6 +221,26 @@ pub fn mark_deleting(object: &mut Value, now: &str) {
     meta.insert("deletionGracePeriodSeconds".into(), 0.into());
 }
 
+/// What the change log keeps of a Secret once it is deleted: its identity,
+/// labels (so label-selected watches still see the deletion) and type, but
+/// not its `data`/`stringData`, nor annotations (kubectl's
+/// last-applied-configuration repeats the data) or managed fields.
+pub fn scrub_secret(object: &Value) -> Value {
+    let mut out = Map::new();
+    for field in ["apiVersion", "kind", "type", "immutable"] {
+        if let Some(v) = object.get(field) {
+            out.insert(field.into(), v.clone());
+        }
+    }
+    if let Some(meta) = object.get("metadata").and_then(Value::as_object) {
+        let mut meta = meta.clone();
+        meta.remove("annotations");
+        meta.remove("managedFields");
+        out.insert("metadata".into(), Value::Object(meta));
+    }
+    Value::Object(out)
+}
+
 /// `metadata.resourceVersion` as a revision; `None` when absent or empty.
 pub fn resource_version(object: &Value) -> Option<&str> {
     meta_str(object, "resourceVersion").filter(|s| !s.is_empty())
@@ -267,6 +287,24 @@ pub fn to_scale(object: &Value) -> Value {
 mod tests {
     use super::*;
     use manifold_kube_model::kinds;
+
+    #[test]
+    fn scrubbed_secrets_keep_identity_and_labels_only() {
+        let s = json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "db", "namespace": "shop", "uid": "u", "resourceVersion": "7",
+                         "labels": {"app": "web"},
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"p\":\"eA==\"}}"},
+                         "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:data": {"f:p": {}}}}]},
+            "data": {"p": "eA=="}, "stringData": {"q": "y"}
+        });
+        assert_eq!(
+            scrub_secret(&s),
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                   "metadata": {"name": "db", "namespace": "shop", "uid": "u", "resourceVersion": "7",
+                                "labels": {"app": "web"}}})
+        );
+    }
 
     #[test]
     fn create_sets_system_fields_and_drops_status() {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::hub::{FeedMessage, Hub};
 use crate::domain::Change;
+use crate::encryption::Encryption;
 use crate::error::GatewayError;
 use crate::storage::changes::{self, KindFilter};
 
@@ -41,6 +42,7 @@ pub enum Step {
 
 pub struct Cursor {
     db: Db,
+    encryption: Arc<Encryption>,
     scope: Scope,
     filter: Option<Filter>,
     rx: broadcast::Receiver<FeedMessage>,
@@ -62,6 +64,7 @@ impl Cursor {
     pub async fn start(
         hub: &Hub,
         db: Db,
+        encryption: Arc<Encryption>,
         scope: Scope,
         filter: Option<Filter>,
         from: i64,
@@ -70,6 +73,7 @@ impl Cursor {
         let rx = hub.subscribe();
         let mut cursor = Self {
             db,
+            encryption,
             scope,
             filter,
             rx,
@@ -90,6 +94,7 @@ impl Cursor {
     async fn catch_up(&mut self) -> Result<(), GatewayError> {
         let after = self.seen;
         let filter = self.filter.clone();
+        let enc = &*self.encryption;
         let read = manifold_db::transaction!(
             self.db,
             "vk8s_watch_read",
@@ -101,7 +106,7 @@ impl Cursor {
                     group: &f.group,
                     kind: &f.kind,
                 });
-                Ok(changes::read_after(tx, f, after, PAGE).await?)
+                changes::read_after(tx, enc, f, after, PAGE).await
             }
         )?;
         if after < read.compacted {

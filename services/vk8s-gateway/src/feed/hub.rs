@@ -11,6 +11,8 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Change;
+use crate::encryption::Encryption;
+use crate::error::GatewayError;
 use crate::storage::{changes, objects::NOTIFY_CHANNEL};
 
 /// What watchers receive, in revision order.
@@ -66,7 +68,13 @@ impl Hub {
     }
 
     /// Runs until `shutdown`: a listener task plus the read loop.
-    pub async fn run(self, db: Db, poll: Duration, shutdown: CancellationToken) {
+    pub async fn run(
+        self,
+        db: Db,
+        encryption: Arc<Encryption>,
+        poll: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut last = loop {
             let head =
                 manifold_db::transaction!(db, "vk8s_feed_head", Scope::System, DbError, |tx| {
@@ -90,21 +98,24 @@ impl Hub {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
-            if let Err(e) = self.drain(&db, &mut last).await {
+            if let Err(e) = self.drain(&db, &encryption, &mut last).await {
                 tracing::warn!(error = %e, "change hub: reading the change log");
             }
         }
         let _ = listener.await;
     }
 
-    async fn drain(&self, db: &Db, last: &mut i64) -> Result<(), DbError> {
+    async fn drain(&self, db: &Db, enc: &Encryption, last: &mut i64) -> Result<(), GatewayError> {
         let start = *last;
         loop {
             let after = *last;
-            let read =
-                manifold_db::transaction!(db, "vk8s_feed_read", Scope::System, DbError, |tx| {
-                    changes::read_after(tx, None, after, BATCH).await
-                })?;
+            let read = manifold_db::transaction!(
+                db,
+                "vk8s_feed_read",
+                Scope::System,
+                GatewayError,
+                |tx| { changes::read_after(tx, enc, None, after, BATCH).await }
+            )?;
             let Some(first) = read.changes.first() else {
                 if read.head > *last && read.compacted > *last {
                     tracing::warn!(

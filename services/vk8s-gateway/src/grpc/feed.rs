@@ -4,6 +4,11 @@
 //! included, so a token scoped to one tenant or namespace (the kind
 //! `GetKubeconfig` mints, even for an operator) may not read it. Open
 //! streams end once the token lapses (the auth layer re-checks it).
+//!
+//! Secrets are decrypted for it (replication sends them on to the sites
+//! over the agents' mTLS streams). One that does not decrypt is left out
+//! (and logged), rather than sent as a guess or stopping the feed of every
+//! other object; its deletion still goes out.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -68,9 +73,20 @@ fn api_version(group: &str, kind: &str) -> String {
         })
 }
 
-fn change_event(c: &Change) -> pb::ObjectEvent {
+/// The feed's event for a change; `None` for an upsert whose body does not
+/// decrypt.
+fn change_event(c: &Change) -> Option<pb::ObjectEvent> {
     let deleted = c.event == EventType::Deleted;
-    pb::ObjectEvent {
+    if let (Some(why), false) = (&c.unreadable, deleted) {
+        tracing::error!(
+            revision = c.revision,
+            vcluster = %c.vcluster,
+            error = %why,
+            "left out of the object feed: the change does not decrypt"
+        );
+        return None;
+    }
+    Some(pb::ObjectEvent {
         r#type: if deleted {
             pb::object_event::Type::Delete
         } else {
@@ -83,7 +99,7 @@ fn change_event(c: &Change) -> pb::ObjectEvent {
         namespace: c.namespace.clone(),
         object_name: c.name.clone(),
         object: if deleted { None } else { to_struct(&c.object) },
-    }
+    })
 }
 
 fn progress(revision: i64) -> pb::ObjectEvent {
@@ -94,14 +110,23 @@ fn progress(revision: i64) -> pb::ObjectEvent {
     }
 }
 
-fn snapshot_event(item: &SnapshotItem) -> pb::ObjectEvent {
+/// The snapshot's event for an object; `None` when it does not decrypt.
+fn snapshot_event(item: &SnapshotItem) -> Option<pb::ObjectEvent> {
+    if let Some(why) = &item.unreadable {
+        tracing::error!(
+            vcluster = %item.vcluster,
+            error = %why,
+            "left out of an object feed snapshot: the object does not decrypt"
+        );
+        return None;
+    }
     let revision = item
         .body
         .pointer("/metadata/resourceVersion")
         .and_then(|v| v.as_str())
         .and_then(|v| v.parse().ok())
         .unwrap_or_default();
-    pb::ObjectEvent {
+    Some(pb::ObjectEvent {
         r#type: pb::object_event::Type::Upsert as i32,
         revision,
         virtual_cluster: item.vcluster.clone(),
@@ -110,7 +135,7 @@ fn snapshot_event(item: &SnapshotItem) -> pb::ObjectEvent {
         namespace: item.namespace.clone(),
         object_name: item.name.clone(),
         object: to_struct(&item.body),
-    }
+    })
 }
 
 async fn pump(
@@ -132,7 +157,10 @@ async fn pump(
             step = cursor.next() => step,
         };
         let event = match step {
-            Ok(Step::Change(c)) => Ok(change_event(&c)),
+            Ok(Step::Change(c)) => match change_event(&c) {
+                Some(event) => Ok(event),
+                None => continue,
+            },
             Ok(Step::Progress(rev)) => Ok(progress(rev)),
             Err(e) => Err(Status::from(e)),
         };
@@ -159,8 +187,15 @@ impl pb::object_feed_server::ObjectFeed for Feed {
                 GatewayError::invalid_argument("from_revision", "must not be negative").into(),
             );
         }
-        let cursor = Cursor::start(&self.core.hub, self.core.db.clone(), Scope::System, None, from)
-            .await
+        let cursor = Cursor::start(
+            &self.core.hub,
+            self.core.db.clone(),
+            self.core.config.encryption.clone(),
+            Scope::System,
+            None,
+            from,
+        )
+        .await
             .map_err(|e| match e {
                 GatewayError::Gone(_) => Status::out_of_range(format!(
                     "revision {from} was compacted away; re-list with ObjectFeed.Snapshot and watch from its revision"
@@ -181,14 +216,15 @@ impl pb::object_feed_server::ObjectFeed for Feed {
             .await
             .map_err(GatewayError::from)?;
         let (tx, rx) = mpsc::channel(4);
+        let encryption = self.core.config.encryption.clone();
         tokio::spawn(async move {
             let revision = snapshot.revision;
             let mut sent_any = false;
             loop {
-                let page = match snapshot.next_page(SNAPSHOT_CHUNK).await {
+                let page = match snapshot.next_page(&encryption, SNAPSHOT_CHUNK).await {
                     Ok(page) => page,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::from(GatewayError::from(e)))).await;
+                        let _ = tx.send(Err(Status::from(e))).await;
                         return;
                     }
                 };
@@ -198,7 +234,7 @@ impl pb::object_feed_server::ObjectFeed for Feed {
                 let last = (page.len() as i64) < SNAPSHOT_CHUNK;
                 let chunk = pb::SnapshotChunk {
                     revision,
-                    objects: page.iter().map(snapshot_event).collect(),
+                    objects: page.iter().filter_map(snapshot_event).collect(),
                 };
                 if tx.send(Ok(chunk)).await.is_err() || last {
                     return;

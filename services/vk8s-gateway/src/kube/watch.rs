@@ -274,6 +274,13 @@ async fn run(
             step = next(&mut source) => match step {
                 Ok(Step::Change(change)) => {
                     let Source::Log { selectors, .. } = &source else { continue };
+                    if let Some(why) = &change.unreadable {
+                        // As a list of it would: a 500 naming the object and
+                        // its key, then the watch ends (never a guess).
+                        let e = GatewayError::Encryption((**why).clone());
+                        let _ = tx.send(Ok(Encoder::error(&e))).await;
+                        return;
+                    }
                     match watch_event(selectors, &change) {
                         Some((event, object)) => {
                             let mut object = (*object).clone();

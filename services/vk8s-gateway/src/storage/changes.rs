@@ -1,5 +1,8 @@
 //! SQL for the change log: reading it in revision order, the head and
-//! compacted revisions, compaction, and whole-store snapshots.
+//! compacted revisions, compaction, and whole-store snapshots. Sealed
+//! bodies are opened here; one that does not open (its key is gone, its
+//! bytes altered) is marked unreadable rather than failing the whole read,
+//! so one broken Secret cannot stop the feed every site depends on.
 
 use std::sync::Arc;
 
@@ -8,7 +11,10 @@ use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::objects::stub;
 use crate::domain::{Change, EventType};
+use crate::encryption::{Encryption, EncryptionError, Location};
+use crate::error::GatewayError;
 
 /// Restricts a log read to one kind of one cluster.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +49,43 @@ fn row_to_change(r: &sqlx::postgres::PgRow) -> Option<Change> {
         event: EventType::parse(&event?)?,
         object: Arc::new(r.get("body")),
         prev: r.get::<Option<Value>, _>("prev_body").map(Arc::new),
+        unreadable: None,
     })
+}
+
+/// Opens a change's bodies. A permanent failure marks the change
+/// unreadable (its bodies become the object's identity); a transient one
+/// (the key provider is down) fails the read, to be retried.
+async fn open_change(enc: &Encryption, mut c: Change) -> Result<Change, EncryptionError> {
+    let at = Location {
+        vcluster_id: c.vcluster_id,
+        group: &c.group,
+        kind: &c.kind,
+        namespace: &c.namespace,
+        name: &c.name,
+    };
+    if !at.encrypted() {
+        return Ok(c);
+    }
+    let object = enc.open(&at, (*c.object).clone()).await;
+    let prev = match &c.prev {
+        Some(p) => Some(enc.open(&at, (**p).clone()).await),
+        None => None,
+    };
+    match (object, prev.transpose()) {
+        (Ok(object), Ok(prev)) => {
+            c.object = Arc::new(object);
+            c.prev = prev.map(Arc::new);
+        }
+        (Err(e), _) | (_, Err(e)) if e.is_permanent() => {
+            let identity = Arc::new(stub(&c.group, &c.kind, &c.namespace, &c.name, None));
+            c.object = identity.clone();
+            c.prev = c.prev.as_ref().map(|_| identity);
+            c.unreadable = Some(Arc::new(e));
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    }
+    Ok(c)
 }
 
 /// The head and compacted revisions as one row. Scalar subqueries keep the
@@ -59,10 +101,11 @@ const CHANGE_COLS: &str = "ch.revision, ch.tenant_id, ch.vcluster_id, ch.vcluste
 /// compacted and head revisions of the same snapshot.
 pub async fn read_after(
     tx: &mut Tx,
+    enc: &Encryption,
     filter: Option<KindFilter<'_>>,
     after: i64,
     limit: i64,
-) -> Result<LogRead, DbError> {
+) -> Result<LogRead, GatewayError> {
     let rows =
         match filter {
             Some(f) => sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -93,10 +136,14 @@ pub async fn read_after(
     let Some(first) = rows.first() else {
         return Ok(LogRead::default());
     };
+    let mut changes = Vec::with_capacity(rows.len());
+    for change in rows.iter().filter_map(row_to_change) {
+        changes.push(open_change(enc, change).await?);
+    }
     Ok(LogRead {
         compacted: first.get("compacted"),
         head: first.get("head"),
-        changes: rows.iter().filter_map(row_to_change).collect(),
+        changes,
     })
 }
 
@@ -143,6 +190,9 @@ pub struct SnapshotItem {
     pub namespace: String,
     pub name: String,
     pub body: Value,
+    /// Set when the stored body does not decrypt (`body` is then the
+    /// object's identity only): the error.
+    pub unreadable: Option<Arc<EncryptionError>>,
 }
 
 /// The snapshot's sort key: (vcluster_id, api_group, kind, namespace, name).
@@ -176,7 +226,11 @@ impl Snapshot {
     }
 
     /// The next page in key order; empty at the end.
-    pub async fn next_page(&mut self, limit: i64) -> Result<Vec<SnapshotItem>, DbError> {
+    pub async fn next_page(
+        &mut self,
+        enc: &Encryption,
+        limit: i64,
+    ) -> Result<Vec<SnapshotItem>, GatewayError> {
         let (vc, group, kind, ns, name) = self.after.clone().unwrap_or_default();
         let rows = sqlx::query(
             "SELECT o.vcluster_id, \
@@ -195,18 +249,35 @@ impl Snapshot {
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await?;
-        let items: Vec<SnapshotItem> = rows
-            .into_iter()
-            .map(|r| SnapshotItem {
+        let mut items: Vec<SnapshotItem> = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut item = SnapshotItem {
                 vcluster_id: r.get("vcluster_id"),
                 vcluster: r.get("vcluster"),
                 group: r.get("api_group"),
                 kind: r.get("kind"),
                 namespace: r.get("namespace"),
                 name: r.get("name"),
-                body: r.get("body"),
-            })
-            .collect();
+                body: Value::Null,
+                unreadable: None,
+            };
+            let at = Location {
+                vcluster_id: item.vcluster_id,
+                group: &item.group,
+                kind: &item.kind,
+                namespace: &item.namespace,
+                name: &item.name,
+            };
+            match enc.open(&at, r.get("body")).await {
+                Ok(body) => item.body = body,
+                Err(e) if e.is_permanent() => {
+                    item.body = stub(&item.group, &item.kind, &item.namespace, &item.name, None);
+                    item.unreadable = Some(Arc::new(e));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            items.push(item);
+        }
         if let Some(last) = items.last() {
             self.after = Some((
                 last.vcluster_id,

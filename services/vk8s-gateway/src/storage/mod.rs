@@ -4,3 +4,4 @@
 pub mod changes;
 pub mod clusters;
 pub mod objects;
+pub mod secrets;
