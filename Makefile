@@ -10,14 +10,16 @@ ARGS ?=
 
 help:
 	@echo "make run        start the all-in-one server (private PostgreSQL, simulated sites); Ctrl-C stops all"
+	@echo "                MANIFOLD_SITES=kube make run: the same on three real Kubernetes clusters"
 	@echo "make test       install test clients into .tools/, run all tests against a private PostgreSQL"
-	@echo "make tools      install pinned kubectl, grpcurl, terraform, helm SDK into .tools/"
+	@echo "make tools      install pinned kubectl, grpcurl, terraform, helm SDK into .tools/, build the real-cluster binary (kube-site)"
 	@echo "make build      build all binaries"
 	@echo "make fmt lint   check formatting / clippy with warnings as errors"
 	@echo "make clean-dev  stop the run PostgreSQL, delete its data and .manifold/"
 
 tools:
 	scripts/install-tools.sh
+	scripts/install-kube-site.sh
 
 build:
 	cargo build --workspace --bins
@@ -25,7 +27,8 @@ build:
 run:
 	scripts/run.sh
 
-test: tools
+# test.sh installs the tools itself, building kube-site beside the Rust build.
+test:
 	scripts/test.sh $(ARGS)
 
 fmt:

@@ -6,6 +6,11 @@
 # PostgreSQL is stopped.
 #
 # Environment:
+#   MANIFOLD_SITES      simulated (default): three simulated sites in the server's process;
+#                       kube: three real Kubernetes clusters on 127.0.0.1 (pa2-par, ny8-nyc,
+#                       ams9-ams; built from Go modules by scripts/install-kube-site.sh), one
+#                       `manifold-site-agent --backend kube` process each, state kept in
+#                       .manifold/sites
 #   DATABASE_URL        use this server instead of a private one (left running)
 #   MANIFOLD_RUN_FLAGS  extra `serve` flags (default: the reference scenario on three simulated sites)
 #   MANIFOLD_DATA_DIR   server data dir (default .manifold)
@@ -20,18 +25,33 @@ data_dir="${MANIFOLD_DATA_DIR:-.manifold}"
 pg_dir="$data_dir/postgres"
 pg_port="${MANIFOLD_PG_PORT:-55432}"
 # ${VAR-default}: an explicitly empty MANIFOLD_RUN_FLAGS means "no extra flags".
-run_flags="${MANIFOLD_RUN_FLAGS-"--reference-scenario --simulated-sites pa2-par,ny8-nyc,ams9-ams"}"
+sites_mode="${MANIFOLD_SITES:-simulated}"
+real_sites="pa2-par ny8-nyc ams9-ams"
+case "$sites_mode" in
+  simulated) default_flags="--reference-scenario --simulated-sites ${real_sites// /,}" ;;
+  kube) default_flags="--reference-scenario" ;;
+  *) echo "run.sh: MANIFOLD_SITES must be simulated or kube, not '$sites_mode'" >&2; exit 2 ;;
+esac
+run_flags="${MANIFOLD_RUN_FLAGS-$default_flags}"
 # Grace period for the server to shut down after a forwarded signal.
 stop_grace_s=30
 server_bin="${MANIFOLD_BIN:-${CARGO_TARGET_DIR:-target}/debug/manifold}"
+sites_bin="${CARGO_TARGET_DIR:-target}/debug/manifold-sites"
 
 log() { echo "run.sh: $*" >&2; }
 
 pg_started=0
 server_pid=""
+sites_pid=""
 
 # shellcheck disable=SC2329 # invoked by trap
 on_exit() {
+  # The clusters and agents first (they talk to the server), then the server.
+  if [[ -n "$sites_pid" ]] && kill -0 "$sites_pid" 2>/dev/null; then
+    kill -s TERM "$sites_pid" 2>/dev/null || true
+    for ((i = 0; i < 60; i++)); do kill -0 "$sites_pid" 2>/dev/null || break; sleep 0.5 || true; done
+    kill -s KILL "$sites_pid" 2>/dev/null || true
+  fi
   # Safety net for unexpected exit paths: never leave the server behind.
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     log "killing server (pid $server_pid)"
@@ -61,7 +81,12 @@ trap 'forward TERM' TERM
 trap 'forward TERM' HUP
 
 # Build first: a failed build then leaves nothing running.
-cargo build --bin manifold
+if [[ "$sites_mode" == kube ]]; then
+  scripts/install-kube-site.sh
+  cargo build --bin manifold --bin manifold-site-agent --bin manifold-sites
+else
+  cargo build --bin manifold
+fi
 
 if [[ -z "${DATABASE_URL:-}" ]]; then
   pg_started=1
@@ -87,6 +112,27 @@ set -m
 "$server_bin" serve --data-dir "$data_dir" $run_flags &
 server_pid=$!
 set +m
+
+if [[ "$sites_mode" == kube ]]; then
+  # The server writes the admin token and CA first; then it listens.
+  for ((i = 0; i < 240; i++)); do
+    [[ -s "$data_dir/admin.token" && -s "$data_dir/ca.crt" ]] && (exec 3<>/dev/tcp/127.0.0.1/7443) 2>/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || { log "the server exited during start-up"; exit 1; }
+    sleep 0.5
+  done
+  log "starting the real clusters ($real_sites) and their agents"
+  rm -f "$data_dir/sites/ready"
+  # shellcheck disable=SC2086 # real_sites is a list of words on purpose
+  "$sites_bin" --dir "$data_dir/sites" --control-plane https://127.0.0.1:7443 \
+    --ca-file "$data_dir/ca.crt" --token-file "$data_dir/admin.token" $real_sites &
+  sites_pid=$!
+  for ((i = 0; i < 600; i++)); do
+    [[ -f "$data_dir/sites/ready" ]] && break
+    kill -0 "$sites_pid" 2>/dev/null || { log "the real clusters failed to start (see above)"; exit 1; }
+    sleep 0.5
+  done
+  [[ -f "$data_dir/sites/ready" ]] || { log "the real clusters did not become ready in 5 minutes"; exit 1; }
+fi
 
 # `wait` returns early when a trapped signal arrives; then give the server a
 # bounded grace period before killing it, and reap it for its exit code.

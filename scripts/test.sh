@@ -22,10 +22,20 @@ pg_port="${MANIFOLD_TEST_PG_PORT:-55433}"
 
 # Instant when already installed (stamp file); needed when run without make.
 scripts/install-tools.sh
+# The real-cluster binary (Go; ~12 min cold on 2 cores, instant when cached)
+# builds beside the Rust build below; its log is shown if it fails.
+mkdir -p .tools
+kube_site_log=".tools/install-kube-site.log"
+scripts/install-kube-site.sh >"$kube_site_log" 2>&1 &
+kube_site_pid=$!
 
 pg_started=0
 # shellcheck disable=SC2329 # invoked by trap
 on_exit() {
+  if kill -0 "$kube_site_pid" 2>/dev/null; then
+    pkill -TERM -P "$kube_site_pid" 2>/dev/null || true
+    kill "$kube_site_pid" 2>/dev/null || true
+  fi
   if [[ "$pg_started" -eq 1 ]]; then
     scripts/postgres.sh stop "$pg_dir" || log "warning: could not stop PostgreSQL in $pg_dir"
   fi
@@ -47,6 +57,12 @@ log "DATABASE_URL=$DATABASE_URL MANIFOLD_TOOLS_BIN=$MANIFOLD_TOOLS_BIN"
 # Tests run some binaries as real processes (a service killed with SIGKILL,
 # the CLIs): build them first; the harness finds them in target/debug.
 cargo build --workspace --bins
+if ! wait "$kube_site_pid"; then
+  cat "$kube_site_log" >&2
+  log "error: building the real-cluster binary failed (above); the real-site tests need it"
+  exit 1
+fi
+cat "$kube_site_log" >&2
 
 rc=0
 if cargo nextest --version >/dev/null 2>&1; then
