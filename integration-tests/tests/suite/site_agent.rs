@@ -97,6 +97,7 @@ async fn list_pods(h: &Harness) -> Vec<rpb::Pod> {
         &h.admin,
         rpb::ListPodsRequest {
             virtual_cluster: VK.into(),
+            ..Default::default()
         },
     ))
     .await

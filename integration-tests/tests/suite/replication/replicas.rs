@@ -54,6 +54,7 @@ async fn the_status_api_of_any_replica_serves_a_site_streaming_to_another() {
                 &h.admin,
                 rpb::ListPodsRequest {
                     virtual_cluster: VK.into(),
+                    ..Default::default()
                 },
             ))
             .await

@@ -123,6 +123,7 @@ async fn pods_of(
                 token,
                 rpb::ListPodsRequest {
                     virtual_cluster: VK.into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -229,6 +230,31 @@ async fn status_reports_become_pods_watches_statuses_deletes_and_logs() {
             .all(|p| p.object.is_some() && !p.site_offline)
     );
 
+    // By name: the one pod of that name, read by key, with the revision.
+    let named = |name: &str| rpb::ListPodsRequest {
+        virtual_cluster: VK.into(),
+        name: name.into(),
+    };
+    let one = api
+        .list_pods(authed(&h.admin, named("web-c")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        one.pods
+            .iter()
+            .map(|p| (p.name.as_str(), p.site.as_str()))
+            .collect::<Vec<_>>(),
+        [("web-c", "ny8-nyc")]
+    );
+    assert!(one.revision >= listed.revision, "{one:?}");
+    let none = api
+        .list_pods(authed(&h.admin, named("web-z")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.pods.is_empty(), "{none:?}");
+
     let statuses = api
         .get_object_status(authed(
             &h.admin,
@@ -280,6 +306,7 @@ async fn status_reports_become_pods_watches_statuses_deletes_and_logs() {
             &eve,
             rpb::ListPodsRequest {
                 virtual_cluster: VK.into(),
+                ..Default::default()
             },
         ))
         .await;

@@ -203,13 +203,28 @@ impl pb::replication_service_server::ReplicationService for Api {
             )
             .await?;
         let name = vk.resource_name();
-        let (pods, revision) = manifold_db::transaction!(
-            self.0.db,
-            "replication_list_pods",
-            Scope::Tenant(tenant),
-            ReplicationError,
-            |tx| { Ok(storage::pods::list(tx, &name).await?) }
-        )?;
+        let only = request.get_ref().name.as_str();
+        let (pods, revision) = if only.is_empty() {
+            manifold_db::transaction!(
+                self.0.db,
+                "replication_list_pods",
+                Scope::Tenant(tenant),
+                ReplicationError,
+                |tx| { Ok(storage::pods::list(tx, &name).await?) }
+            )?
+        } else {
+            let namespace = vk.namespace.as_str();
+            manifold_db::transaction!(
+                self.0.db,
+                "replication_find_pods",
+                Scope::Tenant(tenant),
+                ReplicationError,
+                |tx| {
+                    let head = storage::pods::head(tx, &name).await?;
+                    Ok((storage::pods::find(tx, &name, namespace, only).await?, head))
+                }
+            )?
+        };
         Ok(Response::new(pb::ListPodsResponse {
             pods: pods.iter().map(pod_proto).collect(),
             revision,

@@ -235,14 +235,20 @@ impl Columns {
     }
 }
 
-/// The live pods of a vK8s and the revision they reflect.
-pub async fn list(tx: &mut Tx, vk: &str) -> Result<(Vec<StoredPod>, i64), DbError> {
-    let head: i64 =
+/// The pod revision of a vK8s (0 before its first pod).
+pub async fn head(tx: &mut Tx, vk: &str) -> Result<i64, DbError> {
+    Ok(
         sqlx::query_scalar("SELECT revision FROM replication.pod_heads WHERE virtual_cluster = $1")
             .bind(vk)
             .fetch_optional(&mut **tx)
             .await?
-            .unwrap_or(0);
+            .unwrap_or(0),
+    )
+}
+
+/// The live pods of a vK8s and the revision they reflect.
+pub async fn list(tx: &mut Tx, vk: &str) -> Result<(Vec<StoredPod>, i64), DbError> {
+    let head = head(tx, vk).await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLS} FROM replication.pods WHERE virtual_cluster = $1 AND NOT deleted \
          ORDER BY namespace, name, site"

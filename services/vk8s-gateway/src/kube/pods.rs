@@ -52,7 +52,7 @@ fn not_found(kind: &ResourceKind, name: &str) -> GatewayError {
 /// with it), and the site is the one replication authenticated, never a
 /// label the site wrote.
 async fn find(ctx: &Ctx, kind: &ResourceKind, name: &str) -> Result<Value, GatewayError> {
-    let (pods, _) = client(ctx)?.list_pods(&ctx.vc, ctx.token()?).await?;
+    let pods = client(ctx)?.pods_named(&ctx.vc, ctx.token()?, name).await?;
     let mut named: Vec<Value> = pods.into_iter().filter(|p| name_of(p) == name).collect();
     match named.len() {
         0 => Err(not_found(kind, name)),
