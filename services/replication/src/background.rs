@@ -75,6 +75,7 @@ async fn keep_sessions(shared: &Shared) {
                 acked_revision: cursor.as_ref().map_or(0, |(r, _)| *r),
                 placement: cursor.as_ref().map(|(_, m)| m.to_json()),
                 in_flight: h.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                heartbeat_time: if touch_all { h.take_heartbeat() } else { None },
             });
             taken.push((h.clone(), cursor));
         }
@@ -92,6 +93,17 @@ async fn keep_sessions(shared: &Shared) {
             Ok(lost) => {
                 if touch_all {
                     last_touch = tokio::time::Instant::now();
+                    let beats: Vec<spb::SiteHeartbeat> = rows
+                        .iter()
+                        .filter(|r| !lost.contains(&r.site))
+                        .filter_map(|r| {
+                            r.heartbeat_time.map(|t| spb::SiteHeartbeat {
+                                site: format!("sites/{}", r.site),
+                                heartbeat_time: Some(ts(t)),
+                            })
+                        })
+                        .collect();
+                    report_heartbeats(shared, beats).await;
                 }
                 for site in lost {
                     if let Some(h) = shared.sessions.get(&site) {
@@ -110,6 +122,43 @@ async fn keep_sessions(shared: &Shared) {
                         h.record_ack(r, &m);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Most heartbeats per registry call (the registry takes up to 20,000).
+const HEARTBEATS_PER_CALL: usize = 10_000;
+
+/// Tells the registry, in as few calls as the batch allows, that these
+/// sites' agents were heard from; a site the registry no longer sees as
+/// live gets a full status report with its next heartbeat.
+async fn report_heartbeats(shared: &Shared, beats: Vec<spb::SiteHeartbeat>) {
+    for chunk in beats.chunks(HEARTBEATS_PER_CALL) {
+        let mut client = shared.upstream.registration();
+        let call = client.report_site_heartbeats(shared.upstream.request(
+            spb::ReportSiteHeartbeatsRequest {
+                heartbeats: chunk.to_vec(),
+            },
+        ));
+        match tokio::time::timeout(Duration::from_secs(10), call).await {
+            Ok(Ok(reply)) => {
+                for name in reply.into_inner().not_live {
+                    let site = name.strip_prefix("sites/").unwrap_or(&name);
+                    if let Some(h) = shared.sessions.get(site) {
+                        h.request_report();
+                    }
+                }
+            }
+            Ok(Err(s)) => {
+                tracing::warn!(code = ?s.code(), error = %s.message(), sites = chunk.len(),
+                    "reporting heartbeats to the site registry");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    sites = chunk.len(),
+                    "reporting heartbeats to the site registry timed out"
+                );
             }
         }
     }

@@ -524,3 +524,113 @@ async fn a_site_whose_stream_is_gone_goes_offline_and_comes_back() {
     // Cleared when the stream is back (before the agent reports anything).
     assert!(!pods_of(&mut api, &h.admin, 1).await.pods[0].site_offline);
 }
+
+fn beat(node: &str) -> Out {
+    Out::Heartbeat(rpb::Heartbeat {
+        time: None,
+        nodes: vec![rpb::NodeStatus {
+            name: node.into(),
+            ready: true,
+        }],
+        ..Default::default()
+    })
+}
+
+fn heartbeat_micros(s: &spb::Site) -> i64 {
+    let t = s.last_heartbeat_time.as_ref().expect("a heartbeat time");
+    t.seconds * 1_000_000 + i64::from(t.nanos / 1_000)
+}
+
+/// Plain heartbeats are batched: they move the registry's heartbeat time
+/// forward (one `ReportSiteHeartbeats` per pass) without a status report
+/// each; only an operator/service bearer may report for many sites.
+#[tokio::test]
+async fn plain_heartbeats_reach_the_registry_in_batches_and_only_services_may_send_them() {
+    let h = harness(&[], |c| c.heartbeat_timeout = Duration::from_secs(3)).await;
+    let par = h.site("pa2-par", &[("env", "edge")]).await;
+    h.scenario(&[("edge", "env=edge")], &["edge"]).await;
+    settle().await;
+    let mut agent = h.connect(Some(&par), "pa2-par", 0).await.unwrap();
+    agent.snapshot().await;
+    agent.send(beat("par-node-1")).await;
+    let first = heartbeat_micros(&wait_state(&h, spb::site::State::Online).await);
+
+    // The same nodes again: no report, but the batch carries the time.
+    let mut moved = None;
+    for _ in 0..60 {
+        agent.send(beat("par-node-1")).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = h.get_site("pa2-par").await;
+        if heartbeat_micros(&s) > first {
+            moved = Some(s);
+            break;
+        }
+    }
+    let moved = moved.expect("the registry's heartbeat time moves with plain heartbeats");
+    assert_eq!(moved.state, spb::site::State::Online as i32);
+    assert_eq!(moved.nodes.len(), 1);
+
+    // A changed node list is still reported at once.
+    agent.send(beat("par-node-2")).await;
+    let mut renamed = false;
+    for _ in 0..50 {
+        if h.get_site("pa2-par").await.nodes[0].name == "par-node-2" {
+            renamed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        renamed,
+        "a node change is reported without waiting for a batch"
+    );
+
+    // Reporting many sites' heartbeats is for services: a tenant admin's
+    // token is refused, no token is refused, and nothing moves.
+    let eve = outsider(&h, "evil").await;
+    let mut reg = spb::registration_service_client::RegistrationServiceClient::new(h.ch.clone());
+    let far = prost_types::Timestamp {
+        seconds: 4_000_000_000,
+        nanos: 0,
+    };
+    let forged = || spb::ReportSiteHeartbeatsRequest {
+        heartbeats: vec![spb::SiteHeartbeat {
+            site: "sites/pa2-par".into(),
+            heartbeat_time: Some(far),
+        }],
+    };
+    let denied = reg
+        .report_site_heartbeats(authed(&eve, forged()))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let anonymous = reg
+        .report_site_heartbeats(tonic::Request::new(forged()))
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    // A bad name is named; a time in the future is clamped to now.
+    let bad = reg
+        .report_site_heartbeats(authed(
+            &h.admin,
+            spb::ReportSiteHeartbeatsRequest {
+                heartbeats: vec![spb::SiteHeartbeat {
+                    site: "pa2-par".into(),
+                    heartbeat_time: None,
+                }],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("heartbeats[0].site"), "{bad:?}");
+    let reply = reg
+        .report_site_heartbeats(authed(&h.admin, forged()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.live, 1);
+    assert!(reply.not_live.is_empty());
+    let now = chrono::Utc::now().timestamp_micros();
+    assert!(heartbeat_micros(&h.get_site("pa2-par").await) <= now + 1_000_000);
+}

@@ -28,10 +28,6 @@ use crate::error::ReplicationError;
 use crate::storage;
 use crate::upstream::convert::{from_struct, ts};
 
-/// Status reports to the site registry are sent at most this often per
-/// site (unless the node list changed).
-const REGISTRY_REPORT_EVERY: Duration = Duration::from_secs(5);
-
 /// Now, to the microsecond Postgres keeps, so times read back compare equal.
 pub fn now_micros() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
@@ -261,24 +257,17 @@ impl Inbound {
     }
 
     async fn heartbeat(&mut self, h: pb::Heartbeat) {
+        // A heartbeat that changes nothing costs no Postgres statement and
+        // no registry call: it is noted on the handle and written with every
+        // other session's in one batch per pass (`keep_sessions`). Only the
+        // first heartbeat of a stream, a change of nodes or cluster error,
+        // or the registry having lost sight of the site send a full report.
         let changed = (!h.nodes_unknown && h.nodes != self.last_nodes)
             || h.cluster_error != self.last_cluster_error;
-        let due = self
-            .last_registry_report
-            .is_none_or(|t| t.elapsed() >= REGISTRY_REPORT_EVERY);
-        if !(changed || due) {
-            let site = self.handle.site.clone();
-            let id = self.handle.id;
-            let touched = manifold_db::transaction!(
-                self.shared.db,
-                "replication_seen",
-                Scope::System,
-                ReplicationError,
-                |tx| { Ok(storage::sites::seen(tx, &site, id).await?) }
-            );
-            if let Err(e) = touched {
-                tracing::debug!(site = %site, error = %e, "recording liveness");
-            }
+        let first = self.last_registry_report.is_none();
+        let asked = self.handle.take_report_request();
+        if !(changed || first || asked) {
+            self.handle.note_heartbeat(now_micros());
             return;
         }
         self.last_registry_report = Some(Instant::now());

@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use chrono::{DateTime, Utc};
 use futures::Stream;
 use manifold_db::Scope;
 use manifold_proto::replication::v1 as pb;
@@ -50,6 +51,13 @@ pub struct SessionHandle {
     pub in_flight: AtomicI64,
     /// A cursor (revision, placement) not yet written to Postgres.
     pending_cursor: Mutex<Option<(i64, Arc<Membership>)>>,
+    /// The newest heartbeat not yet written (microseconds since the epoch;
+    /// 0: none). Plain heartbeats only land here; the session bookkeeping
+    /// writes them for every session in one statement per pass.
+    heard: AtomicI64,
+    /// The registry no longer sees the site as live: send a full status
+    /// report with the next heartbeat.
+    report_due: std::sync::atomic::AtomicBool,
 }
 
 impl SessionHandle {
@@ -77,6 +85,30 @@ impl SessionHandle {
             .pending_cursor
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((revision, membership.clone()));
+    }
+
+    /// Records a heartbeat received at `time`, to be written in a batch.
+    pub fn note_heartbeat(&self, time: DateTime<Utc>) {
+        self.heard
+            .fetch_max(time.timestamp_micros(), Ordering::Relaxed);
+    }
+
+    /// The newest heartbeat since the last call, if any.
+    pub fn take_heartbeat(&self) -> Option<DateTime<Utc>> {
+        match self.heard.swap(0, Ordering::Relaxed) {
+            0 => None,
+            micros => DateTime::from_timestamp_micros(micros),
+        }
+    }
+
+    /// Asks for a full status report with the next heartbeat.
+    pub fn request_report(&self) {
+        self.report_due.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a full report was asked for (and clears the request).
+    pub fn take_report_request(&self) -> bool {
+        self.report_due.swap(false, Ordering::Relaxed)
     }
 
     /// The cursor to write, if it moved since the last call.
@@ -231,6 +263,8 @@ impl pb::site_sync_server::SiteSync for SiteSyncService {
             acked: AtomicI64::new(hello.last_acked_revision),
             in_flight: AtomicI64::new(0),
             pending_cursor: Mutex::new(None),
+            heard: AtomicI64::new(0),
+            report_due: std::sync::atomic::AtomicBool::new(false),
         });
         shared.sessions.insert(handle.clone());
         tracing::info!(site = %site, revision = hello.last_acked_revision, stored = stored.acked_revision,
@@ -330,6 +364,7 @@ impl Driver {
             acked_revision: h.acked.load(Ordering::Relaxed),
             placement: cursor.map(|(_, m)| m.to_json()),
             in_flight: 0,
+            heartbeat_time: None,
         };
         let site = h.site.clone();
         let id = h.id;

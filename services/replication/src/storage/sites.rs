@@ -85,18 +85,6 @@ pub async fn heartbeat_any(
     Ok(stored.unwrap_or_else(|| serde_json::Value::Array(Vec::new())))
 }
 
-/// The stream is alive (a heartbeat not worth a registry report).
-pub async fn seen(tx: &mut Tx, site: &str, session_id: Uuid) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE replication.sites SET last_seen_time = now() WHERE site = $1 AND session_id = $2",
-    )
-    .bind(site)
-    .bind(session_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// One live session's numbers, written periodically.
 #[derive(Debug, Clone)]
 pub struct SessionTouch {
@@ -106,6 +94,8 @@ pub struct SessionTouch {
     /// Set when the cursor moved since the last write.
     pub placement: Option<serde_json::Value>,
     pub in_flight: i64,
+    /// The newest heartbeat since the last write, if any.
+    pub heartbeat_time: Option<DateTime<Utc>>,
 }
 
 /// Refreshes the sessions this replica holds: liveness, cursor, in-flight
@@ -121,12 +111,15 @@ pub async fn touch(tx: &mut Tx, sessions: &[SessionTouch]) -> Result<Vec<String>
     let placements: Vec<Option<serde_json::Value>> =
         sessions.iter().map(|s| s.placement.clone()).collect();
     let in_flight: Vec<i64> = sessions.iter().map(|s| s.in_flight).collect();
+    let heard: Vec<Option<DateTime<Utc>>> = sessions.iter().map(|s| s.heartbeat_time).collect();
     let updated: Vec<String> = sqlx::query_scalar(
         "UPDATE replication.sites s SET last_seen_time = now(), \
              acked_revision = greatest(s.acked_revision, u.acked), \
-             placement = coalesce(u.placement, s.placement), in_flight = u.in_flight \
-         FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::jsonb[], $5::bigint[]) \
-             AS u(site, session_id, acked, placement, in_flight) \
+             placement = coalesce(u.placement, s.placement), in_flight = u.in_flight, \
+             last_heartbeat_time = greatest(s.last_heartbeat_time, u.heard) \
+         FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::jsonb[], $5::bigint[], \
+                     $6::timestamptz[]) \
+             AS u(site, session_id, acked, placement, in_flight, heard) \
          WHERE s.site = u.site AND s.session_id = u.session_id AND s.connected \
          RETURNING s.site",
     )
@@ -135,6 +128,7 @@ pub async fn touch(tx: &mut Tx, sessions: &[SessionTouch]) -> Result<Vec<String>
     .bind(&acked)
     .bind(&placements)
     .bind(&in_flight)
+    .bind(&heard)
     .fetch_all(&mut **tx)
     .await?;
     Ok(sites

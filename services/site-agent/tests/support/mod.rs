@@ -183,6 +183,13 @@ impl sites::registration_service_server::RegistrationService for Shared {
         Err(Status::unimplemented("not in this test"))
     }
 
+    async fn report_site_heartbeats(
+        &self,
+        _request: Request<sites::ReportSiteHeartbeatsRequest>,
+    ) -> Result<Response<sites::ReportSiteHeartbeatsResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
     async fn check_certificate(
         &self,
         _request: Request<sites::CheckCertificateRequest>,

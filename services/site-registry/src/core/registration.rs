@@ -319,6 +319,28 @@ impl Core {
         }
     }
 
+    /// Moves the heartbeat time of every listed site that is ONLINE or
+    /// DEGRADED forward, in one statement. Returns how many are live and the
+    /// listed sites that are not (they need a full status report).
+    pub async fn report_heartbeats(
+        &self,
+        beats: Vec<(String, DateTime<Utc>)>,
+    ) -> Result<(u64, Vec<String>), SiteError> {
+        if beats.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let now = Utc::now();
+        let (sites, times): (Vec<String>, Vec<DateTime<Utc>>) =
+            beats.into_iter().map(|(s, t)| (s, t.min(now))).unzip();
+        manifold_db::transaction!(
+            self.db,
+            "report_site_heartbeats",
+            Scope::System,
+            SiteError,
+            |tx| { store::sites::touch_heartbeats(tx, &sites, &times).await }
+        )
+    }
+
     /// Records an observed status. A site may report only for itself.
     pub async fn report_status(
         &self,

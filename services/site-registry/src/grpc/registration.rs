@@ -20,6 +20,9 @@ use crate::error::SiteError;
 
 pub struct Registration(pub Arc<Core>);
 
+/// Most heartbeats in one `ReportSiteHeartbeats` call.
+const MAX_HEARTBEATS: usize = 20_000;
+
 /// The leaf of the client certificate chain the TLS handshake verified.
 fn client_cert<T>(request: &Request<T>) -> Option<Vec<u8>> {
     request
@@ -135,6 +138,43 @@ impl pb::registration_service_server::RegistrationService for Registration {
         }
         let rec = self.0.report_status(&reporter, report).await?;
         Ok(Response::new(convert::site(rec)))
+    }
+
+    async fn report_site_heartbeats(
+        &self,
+        request: Request<pb::ReportSiteHeartbeatsRequest>,
+    ) -> Result<Response<pb::ReportSiteHeartbeatsResponse>, Status> {
+        // Only a service holding every site's streams reports for many
+        // sites: a bearer token with Admin on everything, never a site.
+        if !request.metadata().contains_key("authorization") {
+            return Err(SiteError::Unauthenticated(
+                "ReportSiteHeartbeats needs an operator (service) bearer token".into(),
+            )
+            .into());
+        }
+        self.reporter(&request).await?;
+        let req = request.into_inner();
+        if req.heartbeats.len() > MAX_HEARTBEATS {
+            return Err(SiteError::invalid(
+                "heartbeats",
+                format!("at most {MAX_HEARTBEATS} per call; send several calls"),
+            )
+            .into());
+        }
+        let mut beats = Vec::with_capacity(req.heartbeats.len());
+        for (i, h) in req.heartbeats.iter().enumerate() {
+            let site = parse_site_name(&format!("heartbeats[{i}].site"), &h.site)?;
+            let time = match &h.heartbeat_time {
+                Some(t) => convert::from_ts(&format!("heartbeats[{i}].heartbeat_time"), t)?,
+                None => Utc::now(),
+            };
+            beats.push((site, time));
+        }
+        let (live, not_live) = self.0.report_heartbeats(beats).await?;
+        Ok(Response::new(pb::ReportSiteHeartbeatsResponse {
+            live: i32::try_from(live).unwrap_or(i32::MAX),
+            not_live: not_live.iter().map(|s| site_name(s)).collect(),
+        }))
     }
 
     async fn check_certificate(

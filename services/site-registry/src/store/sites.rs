@@ -205,6 +205,37 @@ pub async fn apply_status(
     Ok(site_row(row))
 }
 
+/// Heartbeat times of many sites at once (never backwards), for the sites
+/// that are ONLINE or DEGRADED. Returns how many listed sites are live and
+/// those that are not (absent, OFFLINE, never connected, decommissioned).
+pub async fn touch_heartbeats(
+    tx: &mut Tx,
+    sites: &[String],
+    times: &[chrono::DateTime<chrono::Utc>],
+) -> Result<(u64, Vec<String>), SiteError> {
+    let live: Vec<String> = sqlx::query_scalar(
+        "WITH beats AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS u(name, t)), \
+         moved AS ( \
+             UPDATE sites.sites s SET last_heartbeat_time = b.t FROM beats b \
+             WHERE s.name = b.name AND s.state IN ('online', 'degraded') \
+               AND (s.last_heartbeat_time IS NULL OR s.last_heartbeat_time < b.t)) \
+         SELECT s.name FROM sites.sites s JOIN beats b ON s.name = b.name \
+         WHERE s.state IN ('online', 'degraded')",
+    )
+    .bind(sites)
+    .bind(times)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    let live: std::collections::HashSet<String> = live.into_iter().collect();
+    let not_live = sites
+        .iter()
+        .filter(|s| !live.contains(*s))
+        .cloned()
+        .collect();
+    Ok((live.len() as u64, not_live))
+}
+
 /// Records a successful registration.
 pub async fn mark_registered(
     tx: &mut Tx,
