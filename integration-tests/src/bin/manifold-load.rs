@@ -183,11 +183,16 @@ async fn main() -> Result<()> {
     wait_everywhere(&fleet, 0, Duration::from_secs(300)).await?;
     let connected = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let pg = manifold_db::sqlx::PgPool::connect(&url).await?;
+    let xacts_before = committed(&pg).await?;
     let cpu_before = cpu_ticks(pid)?;
     let idle_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
-    let cp_idle_cpu =
-        (cpu_ticks(pid)? - cpu_before) as f64 / 100.0 / idle_started.elapsed().as_secs_f64();
+    let idle_elapsed = idle_started.elapsed().as_secs_f64();
+    let cp_idle_cpu = (cpu_ticks(pid)? - cpu_before) as f64 / 100.0 / idle_elapsed;
+    // Minus the two reads of the counter itself.
+    let idle_xacts = (committed(&pg).await? - xacts_before - 2).max(0) as f64 / idle_elapsed;
+    pg.close().await;
     let cp_rss_idle = rss_kib(pid)?;
     let own_rss_idle = rss_kib(std::process::id())?;
     let per_agent = own_rss_idle.saturating_sub(own_rss_before) as f64 / args.sites as f64;
@@ -244,8 +249,28 @@ async fn main() -> Result<()> {
         cp_idle_cpu * 100.0,
         busy_cpu * 100.0
     );
+    println!(
+        "| Postgres transactions committed per second with {} idle sites (the control plane's database) | {idle_xacts:.1} |",
+        args.sites
+    );
     println!("| agent RSS per idle site (in-process agents, growth / N) | {per_agent:.0} KiB |");
     Ok(())
+}
+
+/// Transactions committed so far in the control plane's database.
+async fn committed(pg: &manifold_db::sqlx::PgPool) -> Result<i64> {
+    // The statistics are flushed at most once a second; a fresh snapshot
+    // makes the two reads comparable.
+    let mut c = pg.acquire().await?;
+    manifold_db::sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(&mut *c)
+        .await?;
+    let n: i64 = manifold_db::sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(n)
 }
 
 async fn kube_client(path: &Path) -> Result<kube::Client> {
