@@ -7,6 +7,7 @@ mod grpcurl;
 mod helm;
 mod kube_client;
 mod kubectl;
+mod kubectl_matrix;
 mod mfctl;
 mod multi_replica;
 mod observability;

@@ -93,6 +93,7 @@ pub async fn handle(
                         initial_revision: revision,
                         source: Source::Static(revision),
                         observer: None,
+                        listed: Vec::new(),
                     },
                     ctx.watches.clone(),
                 ));
