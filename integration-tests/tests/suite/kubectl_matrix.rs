@@ -174,7 +174,12 @@ spec:
 
 /// Namespace `ns` of tenant acme with virtual site `all-edges` (env=edge) and
 /// vK8s `matrix`; returns its kubeconfig (a namespace editor's token).
-async fn namespace_with_vk8s(ch: &Channel, admin: &str, ns: &str, dir: &Path) -> PathBuf {
+pub(crate) async fn namespace_with_vk8s(
+    ch: &Channel,
+    admin: &str,
+    ns: &str,
+    dir: &Path,
+) -> PathBuf {
     create_namespace(ch, admin, "acme", ns).await;
     let parent = format!("tenants/acme/namespaces/{ns}");
     spb::virtual_site_service_client::VirtualSiteServiceClient::new(ch.clone())

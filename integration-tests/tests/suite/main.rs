@@ -5,6 +5,7 @@ mod audit;
 mod faults;
 mod grpcurl;
 mod helm;
+mod helm_cli;
 mod kube_client;
 mod kubectl;
 mod kubectl_matrix;
