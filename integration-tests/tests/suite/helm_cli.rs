@@ -356,6 +356,49 @@ async fn helm_install_upgrade_rollback_uninstall_into_a_vk8s() {
         "configmap/demo-hook"
     );
     assert_eq!(c.helm(&["list", "-q"]).await.trim(), "");
+
+    // Helm 3's way, still an option: create, then three-way strategic merge
+    // patches; and a server-side dry run that stores nothing.
+    let old = c
+        .helm(&["install", "old", chart, "--server-side=false"])
+        .await;
+    assert!(old.contains("STATUS: deployed"), "{old}");
+    let dry = c
+        .helm(&[
+            "upgrade",
+            "old",
+            chart,
+            "--set",
+            "color=red",
+            "--dry-run=server",
+        ])
+        .await;
+    assert!(dry.contains("color: \"red\""), "{dry}");
+    assert_eq!(c.jsonpath("cm/old-settings", "{.data.color}").await, "blue");
+    c.helm(&[
+        "upgrade",
+        "old",
+        chart,
+        "--set",
+        "color=red",
+        "--set",
+        "replicas=3",
+    ])
+    .await;
+    assert_eq!(c.jsonpath("cm/old-settings", "{.data.color}").await, "red");
+    assert_eq!(c.jsonpath("deploy/old-web", "{.spec.replicas}").await, "3");
+    let values = c.helm(&["get", "values", "old", "-o", "json"]).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&values).unwrap(),
+        serde_json::json!({"color": "red", "replicas": 3})
+    );
+    c.helm(&["uninstall", "old"]).await;
+    assert_eq!(
+        c.kubectl(&["get", "deploy,secrets", "-o", "name"])
+            .await
+            .trim(),
+        ""
+    );
 }
 
 fn repo() -> PathBuf {
