@@ -202,27 +202,30 @@ impl Clients<'_> {
     }
 }
 
-/// Install (with a hook), upgrade, rollback, `upgrade --install` of an existing release,
-/// status, history, list and uninstall, each checked with kubectl. Two
-/// simulated sites run the vK8s's workloads.
-#[tokio::test]
-async fn helm_install_upgrade_rollback_uninstall_into_a_vk8s() {
-    let Some(helm) = helm_binary() else { return };
+/// A control plane with simulated edge sites `sites` and, in namespace `shop`
+/// of tenant acme, vK8s `matrix` on all of them (see
+/// `kubectl_matrix::namespace_with_vk8s`).
+/// Fields drop in order: the sites stop before the control plane.
+struct Env {
+    _stop: tokio_util::sync::DropGuard,
+    _fleet: manifold_site_agent::Fleet,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    _app: TestApp,
+}
+
+async fn env(sites: &[&str]) -> Env {
     let app = TestApp::spawn().await.expect("control plane");
     let ch = app.channel().await.expect("channel");
     let stop = CancellationToken::new();
-    let _stop_guard = stop.clone().drop_guard();
     let mut base = AgentConfig::new("unused", format!("https://{}", app.grpc_addr), app.ca_pem());
     base.heartbeat_interval = Duration::from_secs(1);
     base.status_debounce = Duration::from_millis(100);
-    let _fleet = manifold_site_agent::start_simulated_sites(
+    let fleet = manifold_site_agent::start_simulated_sites(
         ch.clone(),
         &app.admin_token,
         &base,
-        vec![
-            SimulatedSite::edge("pa2-par"),
-            SimulatedSite::edge("ny8-nyc"),
-        ],
+        sites.iter().map(|s| SimulatedSite::edge(*s)).collect(),
         SimulatedOptions::default(),
         stop.clone(),
     )
@@ -231,14 +234,30 @@ async fn helm_install_upgrade_rollback_uninstall_into_a_vk8s() {
     create_tenant(&ch, &app.admin_token, "acme").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = namespace_with_vk8s(&ch, &app.admin_token, "shop", dir.path()).await;
-    let home = dir.path();
+    Env {
+        _stop: stop.drop_guard(),
+        _fleet: fleet,
+        dir,
+        kubeconfig,
+        _app: app,
+    }
+}
+
+/// Install (with a hook), upgrade, rollback, `upgrade --install` of an
+/// existing release, status, history, list and uninstall, each checked with
+/// kubectl. Two simulated sites run the vK8s's workloads.
+#[tokio::test]
+async fn helm_install_upgrade_rollback_uninstall_into_a_vk8s() {
+    let Some(helm) = helm_binary() else { return };
+    let e = env(&["pa2-par", "ny8-nyc"]).await;
+    let home = e.dir.path();
     let chart = write_chart(home);
     let chart = chart.to_str().unwrap();
     let c = Clients {
         helm,
         kubectl: tool("kubectl").expect("kubectl"),
         home,
-        kubeconfig: &kubeconfig,
+        kubeconfig: &e.kubeconfig,
         namespace: "shop",
     };
 
@@ -398,6 +417,51 @@ async fn helm_install_upgrade_rollback_uninstall_into_a_vk8s() {
             .await
             .trim(),
         ""
+    );
+}
+
+/// On a vK8s of one site the summed status is that site's, and `helm
+/// --wait` (kstatus) sees the Deployment become Current.
+#[tokio::test]
+async fn helm_wait_on_a_one_site_vk8s() {
+    let Some(helm) = helm_binary() else { return };
+    let e = env(&["pa2-par"]).await;
+    let home = e.dir.path();
+    let chart = write_chart(home);
+    let chart = chart.to_str().unwrap();
+    let c = Clients {
+        helm,
+        kubectl: tool("kubectl").expect("kubectl"),
+        home,
+        kubeconfig: &e.kubeconfig,
+        namespace: "shop",
+    };
+    let installed = c
+        .helm(&["install", "demo", chart, "--wait", "--timeout", "60s"])
+        .await;
+    assert!(installed.contains("STATUS: deployed"), "{installed}");
+    assert_eq!(
+        c.jsonpath("deploy/demo-web", "{.status.readyReplicas}")
+            .await,
+        "1"
+    );
+    let upgraded = c
+        .helm(&[
+            "upgrade",
+            "demo",
+            chart,
+            "--set",
+            "replicas=2",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .await;
+    assert!(upgraded.contains("REVISION: 2"), "{upgraded}");
+    assert_eq!(
+        c.jsonpath("deploy/demo-web", "{.status.readyReplicas}")
+            .await,
+        "2"
     );
 }
 
