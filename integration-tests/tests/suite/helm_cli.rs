@@ -60,6 +60,23 @@ async fn run(
     args: &[&str],
     stdin: Option<&str>,
 ) -> String {
+    let out = run_output(program, home, kubeconfig, args, stdin).await;
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}",
+        program.display(),
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn run_output(
+    program: &Path,
+    home: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env("KUBECONFIG", kubeconfig)
@@ -81,17 +98,10 @@ async fn run(
         pipe.write_all(input.as_bytes()).await.unwrap();
         drop(pipe);
     }
-    let out = tokio::time::timeout(CALL, child.wait_with_output())
+    tokio::time::timeout(CALL, child.wait_with_output())
         .await
         .expect("finished in time")
-        .expect("ran");
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed: {}",
-        program.display(),
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .expect("ran")
 }
 
 /// A chart with a ConfigMap and a Deployment whose content follows `color`,
@@ -178,6 +188,17 @@ impl Clients<'_> {
         let mut all = args.to_vec();
         all.extend(["-n", self.namespace]);
         run(&self.kubectl, self.home, self.kubeconfig, &all, None).await
+    }
+
+    /// stderr of a kubectl command that must fail.
+    async fn kubectl_fails(&self, args: &[&str]) -> String {
+        let out = run_output(&self.kubectl, self.home, self.kubeconfig, args, None).await;
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} succeeded: {}",
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     async fn jsonpath(&self, what: &str, path: &str) -> String {
@@ -379,7 +400,13 @@ async fn helm_install_upgrade_rollback_uninstall_into_a_vk8s() {
     // Helm 3's way, still an option: create, then three-way strategic merge
     // patches; and a server-side dry run that stores nothing.
     let old = c
-        .helm(&["install", "old", chart, "--server-side=false"])
+        .helm(&[
+            "install",
+            "old",
+            chart,
+            "--server-side=false",
+            "--create-namespace",
+        ])
         .await;
     assert!(old.contains("STATUS: deployed"), "{old}");
     let dry = c
@@ -421,7 +448,8 @@ async fn helm_install_upgrade_rollback_uninstall_into_a_vk8s() {
 }
 
 /// On a vK8s of one site the summed status is that site's, and `helm
-/// --wait` (kstatus) sees the Deployment become Current.
+/// --wait` (kstatus) sees the Deployment become Current. `--create-namespace`
+/// (a server-side apply of the namespace) finds the vK8s's namespace existing.
 #[tokio::test]
 async fn helm_wait_on_a_one_site_vk8s() {
     let Some(helm) = helm_binary() else { return };
@@ -437,7 +465,15 @@ async fn helm_wait_on_a_one_site_vk8s() {
         namespace: "shop",
     };
     let installed = c
-        .helm(&["install", "demo", chart, "--wait", "--timeout", "60s"])
+        .helm(&[
+            "install",
+            "demo",
+            chart,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
         .await;
     assert!(installed.contains("STATUS: deployed"), "{installed}");
     assert_eq!(
@@ -463,6 +499,19 @@ async fn helm_wait_on_a_one_site_vk8s() {
             .await,
         "2"
     );
+    // The vK8s's namespace exists and stays Manifold's: created again it
+    // already exists; any other namespace write is refused.
+    let again = c.kubectl_fails(&["create", "namespace", "shop"]).await;
+    assert!(
+        again.contains("(AlreadyExists)") && again.contains("namespaces \"shop\" already exists"),
+        "{again}"
+    );
+    let applied = c.kubectl_fails(&["create", "namespace", "other"]).await;
+    assert!(applied.contains("(MethodNotAllowed)"), "{applied}");
+    let labelled = c
+        .kubectl_fails(&["label", "namespace", "shop", "team=web"])
+        .await;
+    assert!(labelled.contains("(MethodNotAllowed)"), "{labelled}");
 }
 
 fn repo() -> PathBuf {

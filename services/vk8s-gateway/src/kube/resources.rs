@@ -118,7 +118,14 @@ pub async fn handle(ctx: &Ctx, rp: ResourcePath, body: Body) -> Result<Response,
     let kind =
         kinds::by_resource(&rp.group, &rp.version, &rp.resource).ok_or(GatewayError::NoRoute)?;
     if kind.kind == "Namespace" {
-        return namespaces::handle(ctx, kind, rp.name.as_deref(), rp.subresource.as_deref()).await;
+        return namespaces::handle(
+            ctx,
+            kind,
+            rp.name.as_deref(),
+            rp.subresource.as_deref(),
+            body,
+        )
+        .await;
     }
     let act = action(ctx, rp.name.is_some())?;
     match rp.namespace.as_deref() {
