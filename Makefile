@@ -12,7 +12,7 @@ help:
 	@echo "make run        start the all-in-one server (private PostgreSQL, simulated sites); Ctrl-C stops all"
 	@echo "                MANIFOLD_SITES=kube make run: the same on three real Kubernetes clusters"
 	@echo "make test       install test clients into .tools/, run all tests against a private PostgreSQL"
-	@echo "make tools      install pinned kubectl, grpcurl, terraform, helm SDK into .tools/, build the real-cluster binary (kube-site)"
+	@echo "make tools      install pinned kubectl, grpcurl, terraform, helm SDK into .tools/, build the real-cluster binary (kube-site) and the Helm CLI"
 	@echo "make build      build all binaries"
 	@echo "make fmt lint   check formatting / clippy with warnings as errors"
 	@echo "make clean-dev  stop the run PostgreSQL, delete its data and .manifold/"
@@ -20,6 +20,7 @@ help:
 tools:
 	scripts/install-tools.sh
 	scripts/install-kube-site.sh
+	scripts/install-helm.sh
 
 build:
 	cargo build --workspace --bins

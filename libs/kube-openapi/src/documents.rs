@@ -30,6 +30,9 @@ pub struct GroupVersionDocument {
 pub struct SwaggerDocument {
     pub document: Value,
     pub json: Vec<u8>,
+    /// The same document as `openapi.v2.Document` protobuf (definitions
+    /// only), for kubectl ≤ 1.27; serve as [`crate::V2_PROTOBUF`].
+    pub protobuf: Vec<u8>,
     pub hash: String,
 }
 
@@ -69,11 +72,13 @@ fn build() -> Documents {
         "definitions": definitions,
     });
     let (json, hash) = serialize(&document);
+    let protobuf = crate::v2_proto::encode(&document);
     Documents {
         v3,
         v2: SwaggerDocument {
             document,
             json,
+            protobuf,
             hash,
         },
     }

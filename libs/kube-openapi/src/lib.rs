@@ -12,10 +12,13 @@
 //! |---|---|
 //! | `GET <base>/openapi/v3` | [`v3_index`]`(base)` |
 //! | `GET <base>/openapi/v3/<gv>?hash=…` | [`v3_group_version`]`(gv)`'s `json` |
-//! | `GET <base>/openapi/v2` | [`v2_document`]'s `json` |
+//! | `GET <base>/openapi/v2` | [`v2_document`]'s `json`, or its `protobuf` |
 //!
-//! All as `application/json`. kubectl asks `/openapi/v2` for protobuf first;
-//! answering that with 406 makes it fall back to JSON.
+//! All as `application/json`, except `/openapi/v2` for a client whose
+//! `Accept` puts [`V2_PROTOBUF`] first: kubectl ≤ 1.27 asks only for that
+//! (then for `/swagger-2.0.0.pb-v1`) and fails `apply` without it; it gets
+//! the definitions as `openapi.v2.Document` protobuf, typed
+//! [`V2_PROTOBUF_CONTENT_TYPE`].
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +30,7 @@ mod documents;
 mod error;
 mod operations;
 mod resources;
+mod v2_proto;
 
 use serde_json::{Map, Value, json};
 
@@ -35,6 +39,7 @@ pub use check::check;
 pub use documents::{GroupVersionDocument, SwaggerDocument};
 pub use error::Error;
 pub use resources::{GROUP_VERSIONS, SERVED, Scope, ServedResource, group_version_path};
+pub use v2_proto::{V2_PROTOBUF, V2_PROTOBUF_CONTENT_TYPE};
 
 /// The OpenAPI v3 index (`GET /openapi/v3`):
 /// `{"paths": {"apis/apps/v1": {"serverRelativeURL": "<base>/openapi/v3/apis/apps/v1?hash=…"}, …}}`.

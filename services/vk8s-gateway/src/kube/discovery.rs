@@ -61,6 +61,20 @@ fn accepts_json(accept: Option<&str>) -> bool {
     })
 }
 
+/// kubectl ≤ 1.27 asks for the protobuf Swagger document only; a client that
+/// lists it before any JSON range gets it.
+fn prefers_v2_protobuf(accept: Option<&str>) -> bool {
+    accept
+        .unwrap_or_default()
+        .split(',')
+        .map(|r| r.split(';').next().unwrap_or_default().trim())
+        .find(|m| {
+            *m == manifold_kube_openapi::V2_PROTOBUF
+                || matches!(*m, "application/json" | "*/*" | "application/*")
+        })
+        == Some(manifold_kube_openapi::V2_PROTOBUF)
+}
+
 pub fn handle(ctx: &Ctx, route: Route) -> Result<Response, GatewayError> {
     let accept = ctx.header(header::ACCEPT);
     match route {
@@ -86,12 +100,24 @@ pub fn handle(ctx: &Ctx, route: Route) -> Result<Response, GatewayError> {
             .map(|l| json_response(StatusCode::OK, &l))
             .ok_or(GatewayError::NoRoute),
         Route::OpenApiV2 => {
-            if !accepts_json(accept) {
-                return Err(GatewayError::NotAcceptable(
-                    "only application/json is served for /openapi/v2".into(),
-                ));
+            let doc = manifold_kube_openapi::v2_document();
+            if prefers_v2_protobuf(accept) {
+                return Ok((
+                    [(
+                        header::CONTENT_TYPE,
+                        manifold_kube_openapi::V2_PROTOBUF_CONTENT_TYPE,
+                    )],
+                    doc.protobuf.as_slice(),
+                )
+                    .into_response());
             }
-            Ok(raw_json(&manifold_kube_openapi::v2_document().json))
+            if !accepts_json(accept) {
+                return Err(GatewayError::NotAcceptable(format!(
+                    "/openapi/v2 is served as application/json or {}",
+                    manifold_kube_openapi::V2_PROTOBUF
+                )));
+            }
+            Ok(raw_json(&doc.json))
         }
         Route::OpenApiV3Index => {
             let base = ctx.vc.name.kube_path();

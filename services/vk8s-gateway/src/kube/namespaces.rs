@@ -1,17 +1,25 @@
 //! The one Kubernetes namespace of a virtual cluster: its Manifold
 //! namespace, always Active, read-only. Any other namespace does not exist.
+//!
+//! Creating it (`POST` with its name) or applying it server-side answers 409
+//! AlreadyExists, as kube-apiserver answers a create of an existing
+//! namespace: `helm install --create-namespace` creates the release's
+//! namespace that way and goes on when it already exists. Every other write
+//! is refused with 405.
 
+use axum::body::Body;
 use axum::response::Response;
 use http::{Method, StatusCode, header};
 use manifold_auth::Permission;
+use manifold_kube_model::PatchType;
 use manifold_kube_model::kinds::ResourceKind;
 use manifold_kube_model::table::{self, TableOptions};
 use serde_json::{Value, json};
 
-use super::Ctx;
 use super::negotiate::{self, Output};
 use super::response::{json_response, object_response, set_table_version, single};
 use super::watch::{self, Encoder, Source, Stream, WatchParams};
+use super::{Ctx, read_body};
 use crate::domain::VirtualCluster;
 use crate::error::{GatewayError, Target};
 
@@ -32,17 +40,57 @@ fn namespace_object(vc: &VirtualCluster, revision: i64) -> Value {
     })
 }
 
+fn read_only() -> GatewayError {
+    GatewayError::MethodNotAllowed(
+        "namespaces of a virtual cluster are managed through Manifold, not the Kubernetes API"
+            .into(),
+    )
+}
+
+/// A create (`POST`, or a server-side apply, which creates when absent) of
+/// the virtual cluster's own namespace finds it existing; any other write is
+/// refused.
+async fn write(
+    ctx: &Ctx,
+    name: Option<&str>,
+    subresource: Option<&str>,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let own = &ctx.vc.name.namespace;
+    let creates_own = match (&ctx.method, name, subresource) {
+        (&Method::POST, None, None) => {
+            let bytes = read_body(body).await?;
+            let object = negotiate::decode_body(ctx.header(header::CONTENT_TYPE), &bytes)?;
+            object.pointer("/metadata/name").and_then(Value::as_str) == Some(own.as_str())
+        }
+        (&Method::PATCH, Some(n), None) => {
+            n == own
+                && PatchType::from_content_type(ctx.header(header::CONTENT_TYPE).unwrap_or(""))
+                    == Some(PatchType::Apply)
+        }
+        _ => false,
+    };
+    if !creates_own {
+        return Err(read_only());
+    }
+    ctx.principal
+        .check(Permission::Write, &ctx.vc.name.resource_name())?;
+    Err(GatewayError::AlreadyExists(Target::object(
+        "",
+        "namespaces",
+        own,
+    )))
+}
+
 pub async fn handle(
     ctx: &Ctx,
     kind: &'static ResourceKind,
     name: Option<&str>,
     subresource: Option<&str>,
+    body: Body,
 ) -> Result<Response, GatewayError> {
     if ctx.method != Method::GET {
-        return Err(GatewayError::MethodNotAllowed(
-            "namespaces of a virtual cluster are managed through Manifold, not the Kubernetes API"
-                .into(),
-        ));
+        return write(ctx, name, subresource, body).await;
     }
     ctx.principal
         .check(Permission::Read, &ctx.vc.name.resource_name())?;
@@ -93,6 +141,7 @@ pub async fn handle(
                         initial_revision: revision,
                         source: Source::Static(revision),
                         observer: None,
+                        listed: Vec::new(),
                     },
                     ctx.watches.clone(),
                 ));

@@ -109,6 +109,13 @@ const SECRET: &[F] = &[
     f(4, "stringData", Ty::MapStr),
     keep(5, "immutable", Ty::Bool),
 ];
+/// Only its name matters: a create of the vK8s's own namespace finds it
+/// existing, any other is refused (`kubectl create namespace` sends protobuf).
+const NAMESPACE: &[F] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(2, "spec", Ty::Skip),
+    f(3, "status", Ty::Skip),
+];
 const SERVICE_ACCOUNT: &[F] = &[
     f(1, "metadata", Ty::Msg(OBJECT_META)),
     rep(2, "secrets", Ty::Msg(OBJECT_REFERENCE)),
@@ -299,6 +306,7 @@ const KINDS: &[(&str, &str, &[F])] = &[
     ("v1", "ConfigMap", CONFIG_MAP),
     ("v1", "Secret", SECRET),
     ("v1", "ServiceAccount", SERVICE_ACCOUNT),
+    ("v1", "Namespace", NAMESPACE),
     ("v1", "Service", SERVICE),
     ("apps/v1", "Deployment", DEPLOYMENT),
     ("batch/v1", "Job", JOB),

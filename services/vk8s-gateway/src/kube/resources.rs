@@ -118,7 +118,14 @@ pub async fn handle(ctx: &Ctx, rp: ResourcePath, body: Body) -> Result<Response,
     let kind =
         kinds::by_resource(&rp.group, &rp.version, &rp.resource).ok_or(GatewayError::NoRoute)?;
     if kind.kind == "Namespace" {
-        return namespaces::handle(ctx, kind, rp.name.as_deref(), rp.subresource.as_deref()).await;
+        return namespaces::handle(
+            ctx,
+            kind,
+            rp.name.as_deref(),
+            rp.subresource.as_deref(),
+            body,
+        )
+        .await;
     }
     let act = action(ctx, rp.name.is_some())?;
     match rp.namespace.as_deref() {
@@ -304,9 +311,14 @@ async fn update(
     let opts = write_options(ctx)?;
     let bytes = read_body(body).await?;
     let object = negotiate::decode_body(ctx.header(header::CONTENT_TYPE), &bytes)?;
-    let written = ctx
+    let mut written = ctx
         .core
         .update_object(&ctx.vc, kind, name, object, part, &opts)
+        .await?;
+    // Like a GET, the answer carries the sites' status: `kubectl diff`
+    // compares a dry run's answer with the live object.
+    ctx.core
+        .observe(&ctx.vc, kind, &mut written.object, ctx.token()?)
         .await?;
     Ok(with_warnings(
         object_response(StatusCode::OK, out, &written.object),
@@ -351,9 +363,12 @@ async fn patch(
             "force: Forbidden: may not be specified for non-apply patch".into(),
         ));
     }
-    let written = ctx
+    let mut written = ctx
         .core
         .patch_object(&ctx.vc, kind, name, &patch, part, &opts)
+        .await?;
+    ctx.core
+        .observe(&ctx.vc, kind, &mut written.object, ctx.token()?)
         .await?;
     let status = if written.created {
         StatusCode::CREATED

@@ -21,7 +21,7 @@ use super::Ctx;
 use super::negotiate::{self, Output};
 use super::response::set_table_version;
 use crate::core::Core;
-use crate::core::list::{Selectors, WatchFrom, watch_event};
+use crate::core::list::{ListFrom, ListOptions, Selectors, WatchFrom, watch_event};
 use crate::core::replication::{is_workload, site_count};
 use crate::domain::VirtualCluster;
 use crate::error::GatewayError;
@@ -158,6 +158,12 @@ pub struct Stream {
     pub source: Source,
     /// Set for workload kinds when replication is configured.
     pub observer: Option<Observer>,
+    /// Workloads the client already holds from the list this watch continues
+    /// (stored form, no site status): followed from the start, so a status
+    /// change the sites report after the list reaches the watcher
+    /// (`kubectl wait --for=condition=…` lists, then watches from the list's
+    /// revision, and waits for exactly that).
+    pub listed: Vec<Value>,
 }
 
 pub fn streaming_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
@@ -208,10 +214,19 @@ async fn run(
         initial_revision,
         mut source,
         observer,
+        listed,
     } = stream;
     let observer = observer.filter(|_| is_workload(encoder.kind.kind));
     // Name → the object as last sent, for status follow-ups.
     let mut followed: HashMap<String, Value> = HashMap::new();
+    if observer.is_some() {
+        // Without the sites' status, so the first poll sends the merged
+        // state as MODIFIED: a repeat of what the list showed at worst, and
+        // never a missed change from between the list and this watch.
+        for object in &listed {
+            follow(&mut followed, "MODIFIED", object);
+        }
+    }
     for mut object in initial {
         if let Some(o) = &observer {
             o.merge(encoder.kind, &mut object).await;
@@ -336,10 +351,20 @@ pub async fn handle(
                 .map_err(|_| GatewayError::BadRequest(format!("invalid resourceVersion {rv:?}")))?,
         ),
     };
+    let after = match &from {
+        WatchFrom::After(revision) => Some(*revision),
+        WatchFrom::InitialState => None,
+    };
     let start = match ctx.core.start_watch(&ctx.vc, kind, &selectors, from).await {
         Ok(start) => start,
         Err(e @ GatewayError::Gone(_)) => return Ok(failed(&e)),
         Err(e) => return Err(e),
+    };
+    let listed = match after {
+        Some(revision) if is_workload(kind.kind) && ctx.core.replication.get().is_some() => {
+            listed_before(ctx, kind, &selectors, revision).await?
+        }
+        _ => Vec::new(),
     };
     let encoder = Encoder {
         kind,
@@ -364,7 +389,35 @@ pub async fn handle(
                 }),
                 None => None,
             },
+            listed,
         },
         ctx.watches.clone(),
     ))
+}
+
+/// The selected workloads last written at or before `revision` (at most
+/// [`MAX_FOLLOWED`]): what a client listing at `revision` holds. Later writes
+/// reach the watch through the log and are followed from there.
+async fn listed_before(
+    ctx: &Ctx,
+    kind: &'static ResourceKind,
+    selectors: &Selectors,
+    revision: i64,
+) -> Result<Vec<Value>, GatewayError> {
+    let opts = ListOptions {
+        selectors: selectors.clone(),
+        limit: Some(MAX_FOLLOWED as i64),
+        from: ListFrom::Latest,
+    };
+    let page = ctx.core.list_objects(&ctx.vc, kind, &opts).await?;
+    Ok(page
+        .items
+        .into_iter()
+        .filter(|o| {
+            o.pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .and_then(|rv| rv.parse::<i64>().ok())
+                .is_some_and(|rv| rv <= revision)
+        })
+        .collect())
 }

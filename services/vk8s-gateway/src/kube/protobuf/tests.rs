@@ -207,3 +207,22 @@ fn unknown_fields_with_values_are_refused() {
     assert!(err.to_string().contains("field 17 of metadata"), "{err}");
     assert!(decode(b"not protobuf").is_err());
 }
+
+#[test]
+fn namespaces_keep_their_metadata() {
+    let ns = core::Namespace {
+        metadata: Some(meta("shop")),
+        spec: Some(core::NamespaceSpec {
+            finalizers: vec!["kubernetes".into()],
+        }),
+        status: Some(core::NamespaceStatus {
+            phase: Some(String::new()),
+            ..Default::default()
+        }),
+    };
+    assert_eq!(
+        decode(&frame("v1", "Namespace", &ns)).unwrap(),
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"app": "shop"}}})
+    );
+}
