@@ -95,6 +95,7 @@ pub async fn handle(
                         observer: None,
                     },
                     ctx.watches.clone(),
+                    Some(ctx.core.acquire_watch(&ctx.principal.user)?),
                 ));
             }
             let rv = revision.to_string();
