@@ -37,7 +37,7 @@ impl Kubectl {
         }
     }
 
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(tool("kubectl").expect("kubectl"));
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)

@@ -24,3 +24,4 @@ mod tenancy;
 mod tenant_deletion;
 mod terraform;
 mod vk8s_grpc;
+mod workload_policy;

@@ -785,8 +785,36 @@ async fn mfctl_crud_for_every_resource_group() {
     assert_eq!(s["name"], "sites/lab1");
     assert_eq!(s["state"], "REGISTERED");
     assert_eq!(s["providerKind"], "EDGE");
-    m.ok(&["site", "create", "lab2", "--label", "env=prod"])
-        .await;
+    assert_eq!(s["podSecurity"], "BASELINE", "the default level");
+    m.ok(&[
+        "site",
+        "create",
+        "lab2",
+        "--label",
+        "env=prod",
+        "--pod-security",
+        "restricted",
+    ])
+    .await;
+    assert_eq!(
+        m.json(&["site", "get", "lab2"]).await["podSecurity"],
+        "RESTRICTED"
+    );
+    let table = m.ok(&["site", "list"]).await;
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("POD SECURITY"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("lab2") && l.contains("restricted")),
+        "{table}"
+    );
     let sel = m.json(&["site", "list", "-l", "env=lab"]).await;
     assert_eq!(names(&sel), ["sites/lab1"]);
     let s = m
@@ -801,6 +829,11 @@ async fn mfctl_crud_for_every_resource_group() {
         ])
         .await;
     assert_eq!(s["displayName"], "Lab 2");
+    assert_eq!(s["podSecurity"], "RESTRICTED", "kept when not named");
+    let s = m
+        .json(&["site", "update", "lab2", "--pod-security", "privileged"])
+        .await;
+    assert_eq!(s["podSecurity"], "PRIVILEGED");
     let names_only = m.ok(&["site", "list", "-l", "env=lab", "-o", "name"]).await;
     assert_eq!(names_only, "sites/lab1\nsites/lab2\n");
     let token = m.ok(&["site", "registration-token", "lab1"]).await;

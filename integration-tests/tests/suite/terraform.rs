@@ -293,6 +293,7 @@ async fn terraform_manages_tenant_to_vk8s_and_kubectl_deploys() {
         "registration token in state: {site:#}"
     );
     assert_eq!(site["state"], "REGISTERED");
+    assert_eq!(site["pod_security"], "BASELINE", "computed default");
     let token = values(&state, "manifold_api_token.ci");
     let secret = token["secret"].as_str().expect("token secret").to_owned();
     let who = tpb::authorization_service_client::AuthorizationServiceClient::new(ch.clone())
@@ -396,6 +397,17 @@ async fn terraform_manages_tenant_to_vk8s_and_kubectl_deploys() {
         outputs["par_location"]["value"], "Paris 2",
         "site updated in place"
     );
+    let par = spb::site_service_client::SiteServiceClient::new(ch.clone())
+        .get_site(authed(
+            &admin,
+            spb::GetSiteRequest {
+                name: "sites/pa2-par".into(),
+            },
+        ))
+        .await
+        .expect("site")
+        .into_inner();
+    assert_eq!(par.pod_security(), spb::PodSecurityLevel::Restricted);
     let old_token = tpb::api_token_service_client::ApiTokenServiceClient::new(ch.clone())
         .get_api_token(authed(
             &admin,

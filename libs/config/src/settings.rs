@@ -253,6 +253,13 @@ pub struct Vk8s {
     /// Change-log revisions kept behind the head before compaction.
     pub log_retention_revisions: i64,
     pub compaction_interval_secs: u64,
+    /// Fair use per vK8s: objects stored (every kind, Secrets included).
+    pub max_objects: i64,
+    /// Fair use per vK8s: total bytes of the stored objects.
+    pub max_bytes: i64,
+    /// Fair use: Kubernetes watches one principal holds open at once on one
+    /// gateway process.
+    pub max_watches_per_principal: usize,
 }
 
 impl Default for Vk8s {
@@ -260,6 +267,9 @@ impl Default for Vk8s {
         Self {
             log_retention_revisions: 10_000,
             compaction_interval_secs: 60,
+            max_objects: 10_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_watches_per_principal: 100,
         }
     }
 }

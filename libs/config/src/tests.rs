@@ -43,6 +43,9 @@ fn defaults() {
     assert_eq!(s.telemetry.log_filter, "info");
     assert_eq!(s.vk8s.log_retention_revisions, 10_000);
     assert_eq!(s.vk8s.compaction_interval_secs, 60);
+    assert_eq!(s.vk8s.max_objects, 10_000);
+    assert_eq!(s.vk8s.max_bytes, 256 * 1024 * 1024);
+    assert_eq!(s.vk8s.max_watches_per_principal, 100);
     assert_eq!(s.sites.heartbeat_timeout_secs, 30);
     assert_eq!(
         s.bootstrap_token_file(),
@@ -221,6 +224,11 @@ fn validation_names_the_key() {
         "kube_api.public_url",
     );
     check(&[("database.url", "mysql://x".into())], "database.url");
+    check(&[("vk8s.max_objects", "0".into())], "vk8s.max_objects");
+    check(
+        &[("vk8s.max_watches_per_principal", "0".into())],
+        "vk8s.max_watches_per_principal",
+    );
     check(
         &[("auth.stream_recheck_secs", "0".into())],
         "auth.stream_recheck_secs",

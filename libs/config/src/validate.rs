@@ -87,6 +87,21 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if self.vk8s.max_objects < 1 {
+            return Err(ConfigError::invalid(
+                "vk8s.max_objects",
+                "must be at least 1",
+            ));
+        }
+        if self.vk8s.max_bytes < 1 {
+            return Err(ConfigError::invalid("vk8s.max_bytes", "must be at least 1"));
+        }
+        if self.vk8s.max_watches_per_principal < 1 {
+            return Err(ConfigError::invalid(
+                "vk8s.max_watches_per_principal",
+                "must be at least 1",
+            ));
+        }
         if self.sites.heartbeat_timeout_secs < 1 {
             return Err(ConfigError::invalid(
                 "sites.heartbeat_timeout_secs",

@@ -11,6 +11,7 @@ mod json;
 pub mod kinds;
 pub mod names;
 pub mod patch;
+pub mod podsecurity;
 pub mod selectors;
 pub mod status;
 pub mod table;

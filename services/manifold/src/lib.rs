@@ -101,7 +101,7 @@ fn tls_channel(
 fn check_upstreams(settings: &Settings, options: &StartOptions) -> Result<(), ServeError> {
     const NEEDS: [(&str, &[&str]); 3] = [
         ("sites", &["tenancy"]),
-        ("gateway", &["tenancy", "replication"]),
+        ("gateway", &["tenancy", "replication", "sites"]),
         ("replication", &["tenancy", "sites", "gateway"]),
     ];
     let serve = &settings.serve;
@@ -357,6 +357,11 @@ pub async fn start_with(
                 log_retention_revisions: settings.vk8s.log_retention_revisions,
                 compaction_interval: settings.vk8s.compaction_interval(),
                 stream_recheck: settings.auth.stream_recheck(),
+                quota: manifold_vk8s_gateway::Quota {
+                    max_objects: settings.vk8s.max_objects,
+                    max_bytes: settings.vk8s.max_bytes,
+                    max_watches_per_principal: settings.vk8s.max_watches_per_principal,
+                },
                 ..manifold_vk8s_gateway::GatewayConfig::new(
                     settings.kube_api.public_url.clone(),
                     tls.ca_pem.clone(),
@@ -369,6 +374,9 @@ pub async fn start_with(
         // Observed state (pods, per-site status, logs) from ReplicationService,
         // called with each user's own token.
         .with_replication(upstream("replication")?)
+        // Pod Security levels of the placement's sites, from the registry,
+        // called with each user's own token.
+        .with_sites(upstream("sites")?)
         .with_metrics(metrics.clone())
         .with_audit(audit.sink());
         grpc.mount(

@@ -198,6 +198,8 @@ pub fn validate_text(field: &str, value: &str) -> Result<(), SiteError> {
     Ok(())
 }
 
+pub use manifold_kube_model::podsecurity::Level as PodSecurityLevel;
+
 /// A node of a site, as its agent reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
@@ -247,6 +249,8 @@ pub struct SiteSpec {
     pub location: String,
     pub provider_kind: ProviderKind,
     pub labels: Labels,
+    /// The Pod Security Standard workloads placed here must meet.
+    pub pod_security: PodSecurityLevel,
 }
 
 #[derive(Debug, Clone)]
@@ -420,6 +424,7 @@ pub struct PlacementCandidate {
     pub site: String,
     pub tenant_id: Option<Uuid>,
     pub labels: Labels,
+    pub pod_security: PodSecurityLevel,
 }
 
 /// The sites (as `sites/{site}`, sorted) a virtual site of tenant `tenant_id`
@@ -535,6 +540,7 @@ mod tests {
 
     fn candidate(site: &str, tenant: Option<Uuid>, labels: &[(&str, &str)]) -> PlacementCandidate {
         PlacementCandidate {
+            pod_security: PodSecurityLevel::Baseline,
             site: site.into(),
             tenant_id: tenant,
             labels: labels

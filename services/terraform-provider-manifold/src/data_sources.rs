@@ -26,6 +26,11 @@ fn site_attrs() -> Vec<Attr> {
         Attr::computed("provider_kind", Type::String, "CLOUD_REGION, POP or EDGE."),
         Attr::computed("labels", Type::map(Type::String), "Labels."),
         Attr::computed(
+            "pod_security",
+            Type::String,
+            "Pod Security level: PRIVILEGED, BASELINE or RESTRICTED.",
+        ),
+        Attr::computed(
             "owner",
             Type::String,
             "`tenants/{t}` for a tenant-owned site.",

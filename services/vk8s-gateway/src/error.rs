@@ -112,6 +112,21 @@ pub enum GatewayError {
     TooLarge(usize),
     #[error("{0}")]
     Forbidden(String),
+    /// A workload the placement's Pod Security level refuses (HTTP 403,
+    /// worded as kube-apiserver's PodSecurity admission).
+    #[error("{message}")]
+    PolicyForbidden { target: Target, message: String },
+    /// A change the stored state does not allow yet (gRPC
+    /// FAILED_PRECONDITION with a PreconditionFailure naming `subject`).
+    #[error("{message}")]
+    FailedPrecondition {
+        subject: String,
+        field: String,
+        message: String,
+    },
+    /// Too many concurrent requests of one kind by one principal (429).
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error(transparent)]
     Unauthenticated(#[from] manifold_auth::AuthError),
     /// A call to another service failed; its status is passed on.
@@ -162,7 +177,9 @@ impl GatewayError {
             GatewayError::NotAcceptable(_) => 406,
             GatewayError::UnsupportedMediaType(_) => 415,
             GatewayError::TooLarge(_) => 413,
-            GatewayError::Forbidden(_) => 403,
+            GatewayError::Forbidden(_) | GatewayError::PolicyForbidden { .. } => 403,
+            GatewayError::FailedPrecondition { .. } => 422,
+            GatewayError::TooManyRequests(_) => 429,
             GatewayError::Unauthenticated(manifold_auth::AuthError::Unavailable(_)) => 503,
             GatewayError::Unauthenticated(_) => 401,
             GatewayError::Upstream(s) => match s.code() {
@@ -193,6 +210,7 @@ impl GatewayError {
             413 => "RequestEntityTooLarge",
             415 => "UnsupportedMediaType",
             422 => "Invalid",
+            429 => "TooManyRequests",
             503 => "ServiceUnavailable",
             _ => "InternalError",
         }
@@ -232,6 +250,7 @@ impl GatewayError {
         let details = match self {
             GatewayError::NotFound(t) | GatewayError::AlreadyExists(t) => Some(t.details()),
             GatewayError::Conflict { target, .. } => Some(target.details()),
+            GatewayError::PolicyForbidden { target, .. } => Some(target.details()),
             GatewayError::Invalid(i) => Some(json!({
                 "name": i.name,
                 "group": i.group,
@@ -285,7 +304,19 @@ impl From<GatewayError> for tonic::Status {
             }
             GatewayError::Gone(_) => tonic::Status::out_of_range(message),
             GatewayError::MethodNotAllowed(_) => tonic::Status::unimplemented(message),
-            GatewayError::Forbidden(_) => tonic::Status::permission_denied(message),
+            GatewayError::Forbidden(_) | GatewayError::PolicyForbidden { .. } => {
+                tonic::Status::permission_denied(message)
+            }
+            GatewayError::FailedPrecondition { subject, field, .. } => {
+                tonic::Status::with_error_details(
+                    Code::FailedPrecondition,
+                    message.clone(),
+                    ErrorDetails::with_precondition_failure(vec![
+                        tonic_types::PreconditionViolation::new("POD_SECURITY", subject, field),
+                    ]),
+                )
+            }
+            GatewayError::TooManyRequests(_) => tonic::Status::resource_exhausted(message),
             GatewayError::Unauthenticated(a) => a.into(),
             GatewayError::Upstream(s) => s,
             GatewayError::Db(DbError::Unavailable(m)) => {

@@ -31,6 +31,7 @@ use manifold_auth::Authenticator;
 use manifold_db::Db;
 use tokio_util::sync::CancellationToken;
 
+pub use core::quota::Quota;
 pub use core::rotation::{ReencryptReport, SecretKeyUsage, reencrypt_secrets, secret_key_usage};
 pub use error::{GatewayError, Target};
 
@@ -52,12 +53,14 @@ pub struct GatewayConfig {
     pub stream_recheck: Duration,
     /// Seals Secrets at rest (object table and change log).
     pub encryption: Arc<encryption::Encryption>,
+    /// Fair use per vK8s and per principal.
+    pub quota: Quota,
 }
 
 impl GatewayConfig {
     /// Defaults for everything but the URL, the CA and the encryption keys:
     /// 1,000 revisions kept, compaction every minute, 30-day kubeconfig
-    /// tokens.
+    /// tokens, the default [`Quota`].
     pub fn new(
         public_url: impl Into<String>,
         ca_pem: impl Into<String>,
@@ -71,6 +74,7 @@ impl GatewayConfig {
             kubeconfig_ttl: Duration::from_secs(30 * 86_400),
             stream_recheck: manifold_auth::DEFAULT_STREAM_RECHECK,
             encryption,
+            quota: Quota::default(),
         }
     }
 }
@@ -132,6 +136,15 @@ impl Gateway {
             .core
             .replication
             .set(core::ReplicationClient::new(channel));
+        self
+    }
+
+    /// Checks workloads against the Pod Security level of the sites each
+    /// vK8s is placed on, resolved by the site registry reached over
+    /// `channel` (with each end user's own token). Without it workloads are
+    /// not checked against sites (Services still are).
+    pub fn with_sites(self, channel: tonic::transport::Channel) -> Self {
+        let _ = self.core.sites.set(core::SitesClient::new(channel));
         self
     }
 

@@ -122,6 +122,7 @@ resource "manifold_site" "par" {
   location      = "Paris 2"
   provider_kind = "EDGE"
   labels        = { env = "edge" }
+  pod_security  = "RESTRICTED"
 }
 
 resource "manifold_virtual_site" "edges" {

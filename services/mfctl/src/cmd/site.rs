@@ -40,6 +40,9 @@ enum Sub {
         /// Make it a tenant's own site (`acme` or `tenants/acme`); default provider-owned.
         #[arg(long)]
         owner: Option<String>,
+        /// Pod Security Standard workloads placed here must meet (default baseline).
+        #[arg(long, value_enum)]
+        pod_security: Option<PodSecurity>,
     },
     /// Show one.
     Get {
@@ -56,7 +59,7 @@ enum Sub {
         #[arg(long)]
         limit: Option<usize>,
     },
-    /// Change display name, location, provider kind or labels.
+    /// Change display name, location, provider kind, labels or Pod Security level.
     Update {
         name: String,
         #[arg(long)]
@@ -69,6 +72,9 @@ enum Sub {
         labels: Vec<(String, String)>,
         #[arg(long = "remove-label")]
         remove_labels: Vec<String>,
+        /// Pod Security Standard workloads placed here must meet.
+        #[arg(long, value_enum)]
+        pod_security: Option<PodSecurity>,
         #[arg(long)]
         etag: Option<String>,
     },
@@ -113,6 +119,23 @@ impl From<ProviderKind> for spb::site::ProviderKind {
     }
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PodSecurity {
+    Privileged,
+    Baseline,
+    Restricted,
+}
+
+impl From<PodSecurity> for spb::PodSecurityLevel {
+    fn from(l: PodSecurity) -> Self {
+        match l {
+            PodSecurity::Privileged => spb::PodSecurityLevel::Privileged,
+            PodSecurity::Baseline => spb::PodSecurityLevel::Baseline,
+            PodSecurity::Restricted => spb::PodSecurityLevel::Restricted,
+        }
+    }
+}
+
 pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
     let format = ctx.format();
     let conn = ctx.conn().await?;
@@ -125,6 +148,7 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
             provider_kind,
             labels,
             owner,
+            pod_security,
         } => {
             let s = client
                 .create_site(spb::CreateSiteRequest {
@@ -136,6 +160,8 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
                             .map_or(0, |k| spb::site::ProviderKind::from(k) as i32),
                         labels: labels.into_iter().collect(),
                         owner: owner.map(|o| names::tenant(&o)).unwrap_or_default(),
+                        pod_security: pod_security
+                            .map_or(0, |l| spb::PodSecurityLevel::from(l) as i32),
                         ..Default::default()
                     }),
                 })
@@ -167,6 +193,7 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
             provider_kind,
             labels,
             remove_labels,
+            pod_security,
             etag,
         } => {
             let mut s = client
@@ -192,9 +219,13 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<()> {
                 edit_labels(&mut s.labels, &labels, &remove_labels);
                 paths.push("labels");
             }
+            if let Some(l) = pod_security {
+                s.pod_security = spb::PodSecurityLevel::from(l) as i32;
+                paths.push("pod_security");
+            }
             require_changes(
                 &paths,
-                "--display-name, --location, --provider-kind, --label, --remove-label",
+                "--display-name, --location, --provider-kind, --label, --remove-label, --pod-security",
             )?;
             if let Some(e) = etag {
                 s.etag = e;
@@ -360,7 +391,7 @@ pub struct Site(pub spb::Site);
 
 impl Render for Site {
     const COLUMNS: &'static [&'static str] =
-        &["NAME", "STATE", "KIND", "LOCATION", "OWNER", "NODES", "LABELS", "AGE"];
+        &["NAME", "STATE", "KIND", "LOCATION", "OWNER", "POD SECURITY", "NODES", "LABELS", "AGE"];
 
     fn row(&self) -> Vec<String> {
         let s = &self.0;
@@ -377,6 +408,10 @@ impl Render for Site {
             } else {
                 s.owner.clone()
             },
+            match s.pod_security() {
+                spb::PodSecurityLevel::Unspecified => "<none>".into(),
+                l => output::enum_lower(l.as_str_name()),
+            },
             nodes_cell(s),
             output::labels_cell(&s.labels),
             output::age(&s.create_time),
@@ -392,6 +427,7 @@ impl Render for Site {
             "location": s.location,
             "providerKind": s.provider_kind().as_str_name(),
             "labels": output::labels_json(&s.labels),
+            "podSecurity": s.pod_security().as_str_name(),
             "owner": s.owner,
             "state": s.state().as_str_name(),
             "lastHeartbeatTime": output::ts_json(&s.last_heartbeat_time),

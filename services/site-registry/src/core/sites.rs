@@ -19,6 +19,7 @@ pub struct SiteUpdate {
     pub location: Option<String>,
     pub provider_kind: Option<ProviderKind>,
     pub labels: Option<Labels>,
+    pub pod_security: Option<PodSecurityLevel>,
 }
 
 /// A registration token, shown once.
@@ -177,8 +178,15 @@ impl Core {
             if let Some(labels) = &update.labels {
                 spec.labels.clone_from(labels);
             }
+            if let Some(level) = update.pod_security {
+                spec.pod_security = level;
+            }
             let rec = store::sites::update_spec(tx, &current, &spec).await?;
-            if rec.spec.labels != current.spec.labels {
+            // A new level reaches the agents through placement watchers
+            // (they relabel the site's namespaces), so it moves the revision.
+            if rec.spec.labels != current.spec.labels
+                || rec.spec.pod_security != current.spec.pod_security
+            {
                 store::bump_revision(tx, current.tenant_id).await?;
             }
             Ok(rec)

@@ -191,12 +191,13 @@ impl Core {
     }
 
     /// The sites a virtual site places on now: provider sites and the
-    /// tenant's own, never another tenant's, never decommissioned ones.
+    /// tenant's own, never another tenant's, never decommissioned ones;
+    /// with each site's Pod Security level (same order).
     pub async fn resolve_virtual_site(
         &self,
         caller: &Caller,
         vs: &VirtualSiteRef,
-    ) -> Result<Placement, SiteError> {
+    ) -> Result<(Placement, Vec<PodSecurityLevel>), SiteError> {
         caller.principal.check(Permission::Read, &vs.name())?;
         let tenant_id = self.tenant_of(caller, &vs.parent).await?;
         // Tenant scope: row-level security hides other tenants' sites too.
@@ -210,11 +211,25 @@ impl Core {
                 let revision = store::current_revision(tx).await?;
                 let candidates =
                     store::sites::live_candidates(tx, &Visible::Tenants(vec![tenant_id])).await?;
-                Ok(Placement {
-                    virtual_site: vs.name(),
-                    sites: placement(&rec.selector, rec.tenant_id, &candidates),
-                    revision,
-                })
+                let sites = placement(&rec.selector, rec.tenant_id, &candidates);
+                let levels = sites
+                    .iter()
+                    .map(|s| {
+                        candidates
+                            .iter()
+                            .find(|c| site_name(&c.site) == *s)
+                            .map(|c| c.pod_security)
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                Ok((
+                    Placement {
+                        virtual_site: vs.name(),
+                        sites,
+                        revision,
+                    },
+                    levels,
+                ))
             }
         )
     }

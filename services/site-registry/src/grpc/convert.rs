@@ -34,6 +34,29 @@ pub fn provider_kind_from_proto(field: &str, v: i32) -> Result<ProviderKind, Sit
     }
 }
 
+/// `None` for UNSPECIFIED (the caller decides: the default on create, the
+/// stored level on update).
+pub fn pod_security_from_proto(field: &str, v: i32) -> Result<Option<PodSecurityLevel>, SiteError> {
+    match pb::PodSecurityLevel::try_from(v) {
+        Ok(pb::PodSecurityLevel::Unspecified) => Ok(None),
+        Ok(pb::PodSecurityLevel::Privileged) => Ok(Some(PodSecurityLevel::Privileged)),
+        Ok(pb::PodSecurityLevel::Baseline) => Ok(Some(PodSecurityLevel::Baseline)),
+        Ok(pb::PodSecurityLevel::Restricted) => Ok(Some(PodSecurityLevel::Restricted)),
+        Err(_) => Err(SiteError::invalid(
+            field,
+            "must be PRIVILEGED, BASELINE or RESTRICTED",
+        )),
+    }
+}
+
+pub fn pod_security(l: PodSecurityLevel) -> pb::PodSecurityLevel {
+    match l {
+        PodSecurityLevel::Privileged => pb::PodSecurityLevel::Privileged,
+        PodSecurityLevel::Baseline => pb::PodSecurityLevel::Baseline,
+        PodSecurityLevel::Restricted => pb::PodSecurityLevel::Restricted,
+    }
+}
+
 fn provider_kind(k: ProviderKind) -> pb::site::ProviderKind {
     match k {
         ProviderKind::Unspecified => pb::site::ProviderKind::Unspecified,
@@ -99,6 +122,7 @@ pub fn site(s: SiteRecord) -> pb::Site {
         location: s.spec.location,
         provider_kind: provider_kind(s.spec.provider_kind) as i32,
         labels: s.spec.labels.into_iter().collect(),
+        pod_security: pod_security(s.spec.pod_security) as i32,
         owner: s.owner.resource(),
         state: state(s.state) as i32,
         state_message: s.state_message,

@@ -13,7 +13,13 @@ use crate::error::SiteError;
 
 pub struct Sites(pub Arc<Core>);
 
-const UPDATABLE: &[&str] = &["display_name", "location", "provider_kind", "labels"];
+const UPDATABLE: &[&str] = &[
+    "display_name",
+    "location",
+    "provider_kind",
+    "labels",
+    "pod_security",
+];
 
 #[tonic::async_trait]
 impl pb::site_service_server::SiteService for Sites {
@@ -34,6 +40,8 @@ impl pb::site_service_server::SiteService for Sites {
                 s.provider_kind,
             )?,
             labels: convert::labels_from_proto(s.labels),
+            pod_security: convert::pod_security_from_proto("site.pod_security", s.pod_security)?
+                .unwrap_or_default(),
         };
         let rec = self.0.create_site(&c, &req.site_id, owner, spec).await?;
         Ok(Response::new(convert::site(rec)))
@@ -104,6 +112,22 @@ impl pb::site_service_server::SiteService for Sites {
                 None
             },
             labels: has("labels").then(|| convert::labels_from_proto(s.labels.clone())),
+            // Named in the mask: a level is required; an empty mask keeps
+            // the stored level when the client sent none.
+            pod_security: match convert::pod_security_from_proto(
+                "site.pod_security",
+                s.pod_security,
+            )? {
+                Some(level) if has("pod_security") => Some(level),
+                None if !paths.is_empty() && has("pod_security") => {
+                    return Err(SiteError::invalid(
+                        "site.pod_security",
+                        "must be PRIVILEGED, BASELINE or RESTRICTED when the update mask names it",
+                    )
+                    .into());
+                }
+                _ => None,
+            },
         };
         let expected = parse_etag("site.etag", &s.etag)?;
         let rec = self.0.update_site(&c, &site, update, expected).await?;

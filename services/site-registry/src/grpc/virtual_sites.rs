@@ -124,10 +124,20 @@ impl pb::virtual_site_service_server::VirtualSiteService for VirtualSites {
     ) -> Result<Response<pb::ResolveVirtualSiteResponse>, Status> {
         let c = caller(&request)?;
         let vs = VirtualSiteRef::parse("name", &request.get_ref().name)?;
-        let placement = self.0.resolve_virtual_site(&c, &vs).await?;
+        let (placement, levels) = self.0.resolve_virtual_site(&c, &vs).await?;
+        let resolved_sites = placement
+            .sites
+            .iter()
+            .zip(levels)
+            .map(|(name, level)| pb::ResolvedSite {
+                name: name.clone(),
+                pod_security: convert::pod_security(level) as i32,
+            })
+            .collect();
         Ok(Response::new(pb::ResolveVirtualSiteResponse {
             sites: placement.sites,
             revision: placement.revision,
+            resolved_sites,
         }))
     }
 

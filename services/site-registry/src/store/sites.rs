@@ -10,7 +10,7 @@ use crate::error::SiteError;
 
 const SITE_COLS: &str = "s.id, s.tenant_id, s.owner_tenant, s.name, s.display_name, s.location, \
      s.provider_kind, s.labels, s.state, s.state_message, s.agent_version, s.nodes, s.last_heartbeat_time, \
-     s.register_time, s.decommission_time, s.version, s.create_time, s.update_time";
+     s.register_time, s.decommission_time, s.version, s.create_time, s.update_time, s.pod_security";
 
 fn site_row(r: sqlx::postgres::PgRow) -> SiteRecord {
     let owner = match r.get::<Option<String>, _>("owner_tenant") {
@@ -27,6 +27,8 @@ fn site_row(r: sqlx::postgres::PgRow) -> SiteRecord {
             location: r.get("location"),
             provider_kind: ProviderKind::parse(r.get::<&str, _>("provider_kind")),
             labels: labels_of(r.get("labels")),
+            pod_security: PodSecurityLevel::parse(r.get::<&str, _>("pod_security"))
+                .unwrap_or_default(),
         },
         state: SiteState::parse(r.get::<&str, _>("state")),
         state_message: r.get("state_message"),
@@ -54,7 +56,8 @@ pub async fn insert_site(
     };
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO sites.sites AS s (id, tenant_id, owner_tenant, name, display_name, location, \
-         provider_kind, labels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {SITE_COLS}"
+         provider_kind, labels, pod_security) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         RETURNING {SITE_COLS}"
     )))
     .bind(Uuid::now_v7())
     .bind(tenant_id)
@@ -64,6 +67,7 @@ pub async fn insert_site(
     .bind(&spec.location)
     .bind(spec.provider_kind.as_str())
     .bind(labels_json(&spec.labels))
+    .bind(spec.pod_security.as_str())
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| match DbError::from(e) {
@@ -127,7 +131,7 @@ pub async fn update_spec(
 ) -> Result<SiteRecord, SiteError> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE sites.sites AS s SET display_name = $2, location = $3, provider_kind = $4, \
-         labels = $5, version = version + 1, update_time = now() \
+         labels = $5, pod_security = $7, version = version + 1, update_time = now() \
          WHERE id = $1 AND version = $6 RETURNING {SITE_COLS}"
     )))
     .bind(current.id)
@@ -136,6 +140,7 @@ pub async fn update_spec(
     .bind(spec.provider_kind.as_str())
     .bind(labels_json(&spec.labels))
     .bind(current.version)
+    .bind(spec.pod_security.as_str())
     .fetch_optional(&mut **tx)
     .await
     .map_err(DbError::from)?
@@ -260,7 +265,7 @@ pub async fn live_candidates(
     visible: &Visible,
 ) -> Result<Vec<PlacementCandidate>, SiteError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT s.name, s.tenant_id, s.labels FROM sites.sites s \
+        "SELECT s.name, s.tenant_id, s.labels, s.pod_security FROM sites.sites s \
          WHERE s.state <> 'decommissioned' AND {} ORDER BY s.name",
         visible_sql(1)
     )))
@@ -274,6 +279,8 @@ pub async fn live_candidates(
             site: r.get("name"),
             tenant_id: r.get("tenant_id"),
             labels: labels_of(r.get("labels")),
+            pod_security: PodSecurityLevel::parse(r.get::<&str, _>("pod_security"))
+                .unwrap_or_default(),
         })
         .collect())
 }

@@ -18,6 +18,15 @@ pub(crate) fn provider_kind_name(k: i32) -> Value {
     }
 }
 
+pub(crate) const POD_SECURITY_LEVELS: &[&str] = &["PRIVILEGED", "BASELINE", "RESTRICTED"];
+
+pub(crate) fn pod_security_name(l: i32) -> Value {
+    match pb::PodSecurityLevel::try_from(l) {
+        Ok(pb::PodSecurityLevel::Unspecified) | Err(_) => Value::Null,
+        Ok(l) => Value::str(l.as_str_name()),
+    }
+}
+
 pub(crate) fn state_name(s: i32) -> &'static str {
     pb::site::State::try_from(s)
         .unwrap_or_default()
@@ -34,6 +43,7 @@ pub(crate) fn site_obj(s: &pb::Site) -> Obj {
     o.insert("location".into(), Value::str_or_null(&s.location));
     o.insert("provider_kind".into(), provider_kind_name(s.provider_kind));
     o.insert("labels".into(), Value::string_map_or_null(&s.labels));
+    o.insert("pod_security".into(), pod_security_name(s.pod_security));
     o.insert("owner".into(), Value::str_or_null(&s.owner));
     o.insert("state".into(), Value::str(state_name(s.state)));
     o.insert("uid".into(), Value::str(&s.uid));
@@ -51,6 +61,10 @@ fn site_proto(p: &Obj, name: String) -> pb::Site {
             .and_then(pb::site::ProviderKind::from_str_name)
             .unwrap_or_default() as i32,
         labels: p.string_map("labels"),
+        pod_security: p
+            .opt_str("pod_security")
+            .and_then(pb::PodSecurityLevel::from_str_name)
+            .unwrap_or_default() as i32,
         owner: p.string("owner"),
         ..Default::default()
     }
@@ -103,6 +117,11 @@ impl Resource for Site {
                     Type::map(Type::String),
                     "Labels virtual sites select on, e.g. `{ env = \"edge\" }`.",
                 ),
+                Attr::optional_computed(
+                    "pod_security",
+                    Type::String,
+                    "Pod Security Standard workloads placed here must meet: PRIVILEGED, BASELINE or RESTRICTED; default BASELINE.",
+                ),
                 Attr::optional(
                     "owner",
                     Type::String,
@@ -141,6 +160,18 @@ impl Resource for Site {
                 format!(
                     "{k:?} is not a provider kind; use one of {}.",
                     PROVIDER_KINDS.join(", ")
+                ),
+            ));
+        }
+        if let Some(l) = config.opt_str("pod_security")
+            && !POD_SECURITY_LEVELS.contains(&l)
+        {
+            d.push(Diag::attr(
+                "pod_security",
+                "Invalid pod_security",
+                format!(
+                    "{l:?} is not a Pod Security level; use one of {}.",
+                    POD_SECURITY_LEVELS.join(", ")
                 ),
             ));
         }
@@ -223,7 +254,13 @@ impl Resource for Site {
         let m = mask(
             prior,
             p,
-            &["display_name", "location", "provider_kind", "labels"],
+            &[
+                "display_name",
+                "location",
+                "provider_kind",
+                "labels",
+                "pod_security",
+            ],
         );
         if m.paths.is_empty() {
             return Ok(Obj::new());

@@ -177,12 +177,40 @@ impl Core {
         {
             return Err(clusters::aborted(name));
         }
+        // A new placement may hold a stricter site: every stored workload
+        // must meet it, or the change is refused (the workloads are locked
+        // while the placement changes, so none slips in between).
+        let policy = match (&update.virtual_sites, self.sites.get()) {
+            (Some(vs), Some(sites)) if *vs != current.virtual_sites => {
+                sites.strictest(vs, caller.token).await?
+            }
+            _ => None,
+        };
+        let enc = &*self.config.encryption;
         let vc = manifold_db::transaction!(
             self.db,
             "update_virtual_cluster",
             Scope::Tenant(current.tenant_id),
             GatewayError,
-            |tx| { clusters::update(tx, &current, &update).await }
+            |tx| {
+                if let Some(p) = &policy {
+                    for (key, obj) in crate::storage::objects::lock_all(tx, enc, &current).await? {
+                        let Some(kind) =
+                            manifold_kube_model::kinds::by_group_kind(key.group, key.kind)
+                        else {
+                            continue;
+                        };
+                        if !super::policy::needs_policy(kind) {
+                            continue;
+                        }
+                        let v = super::policy::violations(kind, &obj, p);
+                        if !v.is_empty() {
+                            return Err(super::policy::placement_refused(kind, &key.name, p, &v));
+                        }
+                    }
+                }
+                clusters::update(tx, &current, &update).await
+            }
         )?;
         self.clusters.invalidate(name).await;
         Ok(vc)

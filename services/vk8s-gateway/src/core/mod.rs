@@ -7,6 +7,8 @@ pub mod cleanup;
 pub mod clusters;
 pub mod list;
 pub mod objects;
+pub mod policy;
+pub mod quota;
 pub mod replication;
 pub mod rotation;
 pub mod tenancy;
@@ -22,6 +24,7 @@ use crate::domain::{ClusterName, VirtualCluster};
 use crate::feed::Hub;
 
 pub use clusters::{Caller, CreateCluster};
+pub use policy::SitesClient;
 pub use replication::ReplicationClient;
 pub use tenancy::TenancyClient;
 
@@ -38,9 +41,23 @@ pub struct Core {
     clusters: moka::future::Cache<ClusterName, Arc<VirtualCluster>>,
     /// The replication service's observed state; unset: nothing observed.
     pub replication: OnceLock<ReplicationClient>,
+    /// The site registry, for the Pod Security levels of the placement;
+    /// unset: workloads are not checked against sites.
+    pub sites: OnceLock<SitesClient>,
+    /// Open Kubernetes watches by principal (`quota.max_watches_per_principal`).
+    pub watches: quota::Watches,
 }
 
 impl Core {
+    /// A watch slot for the caller, or 429 once it holds the maximum.
+    pub fn acquire_watch(
+        &self,
+        user: &str,
+    ) -> Result<quota::WatchSlot, crate::error::GatewayError> {
+        self.watches
+            .acquire(user, self.config.quota.max_watches_per_principal)
+    }
+
     pub fn new(
         db: Db,
         tenancy: TenancyClient,
@@ -60,6 +77,8 @@ impl Core {
                 .time_to_live(Duration::from_secs(2))
                 .build(),
             replication: OnceLock::new(),
+            sites: OnceLock::new(),
+            watches: quota::Watches::default(),
         }
     }
 

@@ -31,6 +31,9 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// Server-side apply: take over conflicting fields.
     pub force: bool,
+    /// The strictest site of the placement, for pod-bearing kinds
+    /// (`None`: placed nowhere, or no site registry wired).
+    pub policy: Option<super::policy::SitePolicy>,
 }
 
 /// The result of a write.
@@ -248,6 +251,7 @@ impl Core {
     /// Runs `decide` on the locked current object and stores what it
     /// returns: insert, update, a deletion that finalizers no longer hold
     /// up, or nothing when the object would not change.
+    #[allow(clippy::too_many_arguments)]
     async fn write<F>(
         &self,
         vc: &VirtualCluster,
@@ -255,6 +259,7 @@ impl Core {
         name: &str,
         dry_run: bool,
         op: &'static str,
+        policy: Option<&super::policy::SitePolicy>,
         decide: F,
     ) -> Result<Written, GatewayError>
     where
@@ -265,6 +270,7 @@ impl Core {
         let dek = self.data_key(kind).await?;
         let dek = dek.as_deref();
         let enc = &*self.config.encryption;
+        let quota = self.config.quota;
         let written = manifold_db::transaction!(
             self.db,
             op,
@@ -272,13 +278,19 @@ impl Core {
             GatewayError,
             |tx| {
                 let old = objects::lock(tx, enc, vc, &key).await?;
-                match decide(old.as_ref())? {
+                let outcome = decide(old.as_ref())?;
+                let candidate = match &outcome {
+                    Outcome::Create(o, _) | Outcome::Update(o, _) => o,
+                };
+                check_policy(kind, name, old.as_ref(), candidate, policy)?;
+                match outcome {
                     Outcome::Create(mut obj, warnings) => {
                         if old.is_some() {
                             return Err(GatewayError::AlreadyExists(target.clone()));
                         }
                         if !dry_run {
                             objects::insert(tx, dek, vc, &key, &target, &mut obj).await?;
+                            quota.check_after_write(tx, vc, &target, true, 0).await?;
                         }
                         Ok(Written {
                             object: obj,
@@ -310,7 +322,11 @@ impl Core {
                                 created: false,
                             });
                         }
+                        let grown = json_len(&new) - json_len(&old);
                         objects::update(tx, dek, vc, &key, &old, &mut new).await?;
+                        quota
+                            .check_after_write(tx, vc, &target, false, grown)
+                            .await?;
                         Ok(Written {
                             object: new,
                             warnings,
@@ -367,9 +383,16 @@ impl Core {
         let obj = prune(kind, obj)?;
         let obj = patch::record_update(None, &obj, &opts.field_manager, &now);
         let warnings = validated.warnings;
-        self.write(vc, kind, &name, opts.dry_run, "create_object", move |_| {
-            Ok(Outcome::Create(obj.clone(), warnings.clone()))
-        })
+        let policy = opts.policy.as_ref();
+        self.write(
+            vc,
+            kind,
+            &name,
+            opts.dry_run,
+            "create_object",
+            policy,
+            move |_| Ok(Outcome::Create(obj.clone(), warnings.clone())),
+        )
         .await
     }
 
@@ -395,22 +418,31 @@ impl Core {
             &body,
         )?;
         let now = now_rfc3339();
-        self.write(vc, kind, name, opts.dry_run, "update_object", |old| {
-            let old = old.ok_or_else(|| GatewayError::NotFound(target(kind, name)))?;
-            check_preconditions(kind, name, &body, old)?;
-            let new = prune(kind, merge_update(kind, old, &validated.object, part))?;
-            if part == Part::Main {
-                validate::check_update(kind, name, old, &new).map_err(validation_error)?;
-            }
-            let new = patch::record_update_subresource(
-                Some(old),
-                &new,
-                &opts.field_manager,
-                subresource_name(part),
-                &now,
-            );
-            Ok(Outcome::Update(new, validated.warnings.clone()))
-        })
+        let policy = opts.policy.as_ref();
+        self.write(
+            vc,
+            kind,
+            name,
+            opts.dry_run,
+            "update_object",
+            policy,
+            |old| {
+                let old = old.ok_or_else(|| GatewayError::NotFound(target(kind, name)))?;
+                check_preconditions(kind, name, &body, old)?;
+                let new = prune(kind, merge_update(kind, old, &validated.object, part))?;
+                if part == Part::Main {
+                    validate::check_update(kind, name, old, &new).map_err(validation_error)?;
+                }
+                let new = patch::record_update_subresource(
+                    Some(old),
+                    &new,
+                    &opts.field_manager,
+                    subresource_name(part),
+                    &now,
+                );
+                Ok(Outcome::Update(new, validated.warnings.clone()))
+            },
+        )
         .await
     }
 
@@ -440,51 +472,60 @@ impl Core {
         }
         let now = now_rfc3339();
         let ns = vc.name.namespace.clone();
-        self.write(vc, kind, name, opts.dry_run, "patch_object", |old| {
-            let Some(old) = old else {
-                if is_apply {
-                    return apply_create(kind, vc, name, &patch_body.body, opts, &now);
+        let policy = opts.policy.as_ref();
+        self.write(
+            vc,
+            kind,
+            name,
+            opts.dry_run,
+            "patch_object",
+            policy,
+            |old| {
+                let Some(old) = old else {
+                    if is_apply {
+                        return apply_create(kind, vc, name, &patch_body.body, opts, &now);
+                    }
+                    return Err(GatewayError::NotFound(target(kind, name)));
+                };
+                let patched = if is_apply {
+                    check_preconditions(kind, name, &patch_body.body, old)?;
+                    patch::apply(
+                        Some(old),
+                        &patch_body.body,
+                        &opts.field_manager,
+                        opts.force,
+                        &now,
+                    )
+                    .map_err(apply_error)?
+                } else {
+                    patch::apply_patch(patch_body.patch_type, kind.kind, old, &patch_body.body)
+                        .map_err(patch_error)?
+                };
+                let validated = validate(
+                    kind,
+                    &ns,
+                    Some(name),
+                    Operation::Update,
+                    opts.field_validation,
+                    &patched,
+                )?;
+                check_preconditions(kind, name, &validated.object, old)?;
+                let mut new = prune(kind, merge_update(kind, old, &validated.object, part))?;
+                if part == Part::Main {
+                    validate::check_update(kind, name, old, &new).map_err(validation_error)?;
                 }
-                return Err(GatewayError::NotFound(target(kind, name)));
-            };
-            let patched = if is_apply {
-                check_preconditions(kind, name, &patch_body.body, old)?;
-                patch::apply(
-                    Some(old),
-                    &patch_body.body,
-                    &opts.field_manager,
-                    opts.force,
-                    &now,
-                )
-                .map_err(apply_error)?
-            } else {
-                patch::apply_patch(patch_body.patch_type, kind.kind, old, &patch_body.body)
-                    .map_err(patch_error)?
-            };
-            let validated = validate(
-                kind,
-                &ns,
-                Some(name),
-                Operation::Update,
-                opts.field_validation,
-                &patched,
-            )?;
-            check_preconditions(kind, name, &validated.object, old)?;
-            let mut new = prune(kind, merge_update(kind, old, &validated.object, part))?;
-            if part == Part::Main {
-                validate::check_update(kind, name, old, &new).map_err(validation_error)?;
-            }
-            if !is_apply {
-                new = patch::record_update_subresource(
-                    Some(old),
-                    &new,
-                    &opts.field_manager,
-                    subresource_name(part),
-                    &now,
-                );
-            }
-            Ok(Outcome::Update(new, validated.warnings))
-        })
+                if !is_apply {
+                    new = patch::record_update_subresource(
+                        Some(old),
+                        &new,
+                        &opts.field_manager,
+                        subresource_name(part),
+                        &now,
+                    );
+                }
+                Ok(Outcome::Update(new, validated.warnings))
+            },
+        )
         .await
     }
 
@@ -508,7 +549,7 @@ impl Core {
     ) -> Result<Value, GatewayError> {
         let now = now_rfc3339();
         let written = self
-            .write(vc, kind, name, opts.dry_run, "scale_object", |old| {
+            .write(vc, kind, name, opts.dry_run, "scale_object", None, |old| {
                 let old = old.ok_or_else(|| GatewayError::NotFound(target(kind, name)))?;
                 let current = to_scale(old);
                 let scale = match input {
@@ -591,6 +632,39 @@ impl Core {
         }
         Ok(deleted)
     }
+}
+
+fn json_len(v: &Value) -> i64 {
+    serde_json::to_vec(v).map_or(0, |b| b.len() as i64)
+}
+
+/// The workload and Service rules of the placement, on what a write is
+/// about to store (`old`: the stored object, if any).
+fn check_policy(
+    kind: &'static ResourceKind,
+    name: &str,
+    old: Option<&Value>,
+    new: &Value,
+    policy: Option<&super::policy::SitePolicy>,
+) -> Result<(), GatewayError> {
+    use super::policy;
+    let service_changed = old.is_none_or(|o| {
+        manifold_kube_model::podsecurity::forbidden_service_fields(o)
+            != manifold_kube_model::podsecurity::forbidden_service_fields(new)
+    });
+    if service_changed {
+        policy::check_service(kind, name, new)?;
+    }
+    if let Some(p) = policy
+        && policy::needs_policy(kind)
+        && policy::template_changed(kind, old, new)
+    {
+        let v = policy::violations(kind, new, p);
+        if !v.is_empty() {
+            return Err(policy::forbidden(kind, name, p, &v));
+        }
+    }
+    Ok(())
 }
 
 fn check_delete_preconditions(

@@ -42,7 +42,7 @@ pub enum PodChange {
     Bookmark(i64),
 }
 
-fn with_token<T>(message: T, token: &str) -> Result<tonic::Request<T>, GatewayError> {
+pub(crate) fn with_token<T>(message: T, token: &str) -> Result<tonic::Request<T>, GatewayError> {
     let mut request = tonic::Request::new(message);
     let value = format!("Bearer {token}")
         .parse()

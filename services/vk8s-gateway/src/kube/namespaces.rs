@@ -144,6 +144,7 @@ pub async fn handle(
                         listed: Vec::new(),
                     },
                     ctx.watches.clone(),
+                    Some(ctx.core.acquire_watch(&ctx.principal.user)?),
                 ));
             }
             let rv = revision.to_string();

@@ -212,6 +212,7 @@ pub async fn watch(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, G
     } else {
         from
     };
+    let slot = ctx.core.acquire_watch(&ctx.principal.user)?;
     let stream = match client(ctx)?.watch_pods(&ctx.vc, ctx.token()?, from).await {
         Ok(s) => s,
         Err(e @ GatewayError::Gone(_)) => return Ok(super::watch::failed(&e)),
@@ -228,6 +229,7 @@ pub async fn watch(ctx: &Ctx, kind: &'static ResourceKind) -> Result<Response, G
     let send_end = params.send_initial_events == Some(true) && params.allow_bookmarks;
     let allow_bookmarks = params.allow_bookmarks;
     tokio::spawn(async move {
+        let _slot = slot;
         let mut stream = Box::pin(stream);
         // (site, name) → whether the watcher currently sees the pod.
         let mut seen: HashMap<(String, String), bool> = HashMap::new();

@@ -196,7 +196,23 @@ fn write_options(ctx: &Ctx) -> Result<WriteOptions, GatewayError> {
         field_manager: ctx.query.field_manager(ctx.header(header::USER_AGENT)),
         field_validation: ctx.query.field_validation()?,
         force: ctx.query.flag("force")?,
+        policy: None,
     })
+}
+
+/// Write options with the placement's policy for pod-bearing kinds: the
+/// strictest site the vK8s's virtual sites resolve to now.
+async fn write_options_for(
+    ctx: &Ctx,
+    kind: &'static ResourceKind,
+) -> Result<WriteOptions, GatewayError> {
+    let mut opts = write_options(ctx)?;
+    if crate::core::policy::needs_policy(kind)
+        && let Some(sites) = ctx.core.sites.get()
+    {
+        opts.policy = sites.strictest(&ctx.vc.virtual_sites, ctx.token()?).await?;
+    }
+    Ok(opts)
 }
 
 async fn get(ctx: &Ctx, kind: &'static ResourceKind, name: &str) -> Result<Response, GatewayError> {
@@ -290,7 +306,7 @@ async fn create(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let out = output(ctx, false)?;
-    let opts = write_options(ctx)?;
+    let opts = write_options_for(ctx, kind).await?;
     let bytes = read_body(body).await?;
     let object = negotiate::decode_body(ctx.header(header::CONTENT_TYPE), &bytes)?;
     let written = ctx.core.create_object(&ctx.vc, kind, object, &opts).await?;
@@ -308,7 +324,7 @@ async fn update(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let out = output(ctx, false)?;
-    let opts = write_options(ctx)?;
+    let opts = write_options_for(ctx, kind).await?;
     let bytes = read_body(body).await?;
     let object = negotiate::decode_body(ctx.header(header::CONTENT_TYPE), &bytes)?;
     let mut written = ctx
@@ -350,7 +366,7 @@ async fn patch(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let out = output(ctx, false)?;
-    let mut opts = write_options(ctx)?;
+    let mut opts = write_options_for(ctx, kind).await?;
     let patch = patch_body(ctx, body).await?;
     if patch.patch_type == PatchType::Apply {
         opts.field_manager = ctx

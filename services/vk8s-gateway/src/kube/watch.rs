@@ -182,9 +182,17 @@ pub fn streaming_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Resp
 }
 
 /// Starts streaming `stream` in its own task.
-pub fn spawn(stream: Stream, watches: CancellationToken) -> Response {
+/// `slot`: the caller's watch slot, held while the watch runs.
+pub fn spawn(
+    stream: Stream,
+    watches: CancellationToken,
+    slot: Option<crate::core::quota::WatchSlot>,
+) -> Response {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(run(stream, tx, watches));
+    tokio::spawn(async move {
+        let _slot = slot;
+        run(stream, tx, watches).await;
+    });
     streaming_response(rx)
 }
 
@@ -342,6 +350,7 @@ pub async fn handle(
 ) -> Result<Response, GatewayError> {
     let params = WatchParams::parse(ctx)?;
     let selectors = ctx.query.selectors()?;
+    let slot = ctx.core.acquire_watch(&ctx.principal.user)?;
     let rv = ctx.query.get("resourceVersion").filter(|v| !v.is_empty());
     let from = match (params.send_initial_events, rv) {
         (Some(true), _) | (None, None | Some("0")) => WatchFrom::InitialState,
@@ -392,6 +401,7 @@ pub async fn handle(
             listed,
         },
         ctx.watches.clone(),
+        Some(slot),
     ))
 }
 
