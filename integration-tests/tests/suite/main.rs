@@ -5,6 +5,7 @@ mod audit;
 mod faults;
 mod grpcurl;
 mod helm;
+mod hostile;
 mod kube_client;
 mod kubectl;
 mod mfctl;

@@ -110,6 +110,15 @@ pub enum GatewayError {
     UnsupportedMediaType(String),
     #[error("Request entity too large: limit is {0}")]
     TooLarge(usize),
+    /// A body within the size limit that would grow beyond a bound once
+    /// decoded or applied (YAML aliases, a patch result, too many patch
+    /// operations); the message names the limit. HTTP 413.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The caller holds too much at once (open watches and streams); the
+    /// message names the limit. HTTP 429, RESOURCE_EXHAUSTED.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("{0}")]
     Forbidden(String),
     #[error(transparent)]
@@ -161,8 +170,10 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(_) => 405,
             GatewayError::NotAcceptable(_) => 406,
             GatewayError::UnsupportedMediaType(_) => 415,
-            GatewayError::TooLarge(_) => 413,
+            GatewayError::TooLarge(_) | GatewayError::LimitExceeded(_) => 413,
             GatewayError::Forbidden(_) => 403,
+            GatewayError::TooManyRequests(_)
+            | GatewayError::Unauthenticated(manifold_auth::AuthError::Throttled(_)) => 429,
             GatewayError::Unauthenticated(manifold_auth::AuthError::Unavailable(_)) => 503,
             GatewayError::Unauthenticated(_) => 401,
             GatewayError::Upstream(s) => match s.code() {
@@ -171,6 +182,7 @@ impl GatewayError {
                 Code::Unauthenticated => 401,
                 Code::InvalidArgument => 400,
                 Code::Unavailable => 503,
+                Code::ResourceExhausted => 429,
                 _ => 500,
             },
             GatewayError::Db(DbError::Unavailable(_))
@@ -193,6 +205,7 @@ impl GatewayError {
             413 => "RequestEntityTooLarge",
             415 => "UnsupportedMediaType",
             422 => "Invalid",
+            429 => "TooManyRequests",
             503 => "ServiceUnavailable",
             _ => "InternalError",
         }
@@ -200,9 +213,9 @@ impl GatewayError {
 
     fn kube_message(&self) -> String {
         match self {
-            GatewayError::Unauthenticated(manifold_auth::AuthError::Unavailable(_)) => {
-                self.to_string()
-            }
+            GatewayError::Unauthenticated(
+                manifold_auth::AuthError::Unavailable(_) | manifold_auth::AuthError::Throttled(_),
+            ) => self.to_string(),
             GatewayError::Unauthenticated(_) => "Unauthorized".to_owned(),
             GatewayError::Upstream(s) => s.message().to_owned(),
             GatewayError::Db(e) => {
@@ -277,7 +290,8 @@ impl From<GatewayError> for tonic::Status {
             | GatewayError::Unprocessable(_)
             | GatewayError::NotAcceptable(_)
             | GatewayError::UnsupportedMediaType(_)
-            | GatewayError::TooLarge(_) => tonic::Status::invalid_argument(message),
+            | GatewayError::TooLarge(_)
+            | GatewayError::LimitExceeded(_) => tonic::Status::invalid_argument(message),
             GatewayError::NotFound(_) | GatewayError::NoRoute => tonic::Status::not_found(message),
             GatewayError::AlreadyExists(_) => tonic::Status::already_exists(message),
             GatewayError::Conflict { .. } | GatewayError::ApplyConflict(_) => {
@@ -286,6 +300,7 @@ impl From<GatewayError> for tonic::Status {
             GatewayError::Gone(_) => tonic::Status::out_of_range(message),
             GatewayError::MethodNotAllowed(_) => tonic::Status::unimplemented(message),
             GatewayError::Forbidden(_) => tonic::Status::permission_denied(message),
+            GatewayError::TooManyRequests(_) => tonic::Status::resource_exhausted(message),
             GatewayError::Unauthenticated(a) => a.into(),
             GatewayError::Upstream(s) => s,
             GatewayError::Db(DbError::Unavailable(m)) => {
