@@ -9,8 +9,9 @@
 #   MANIFOLD_TOOLS_BIN  absolute path of .tools/bin (kubectl, grpcurl, terraform, python, kube-site, helm)
 #   MANIFOLD_REQUIRE_HELM  set: the helm_cli tests fail instead of skipping without helm
 #   PATH                with .tools/bin first
-# Optional: MANIFOLD_TEST_PG_PORT (default 55433). Extra arguments go to the
-# test runner, e.g. `scripts/test.sh -p manifold-db` (or `make test ARGS="-p manifold-db"`).
+# Optional: MANIFOLD_TEST_PG_PORT (default 55433); MANIFOLD_FUZZ_CASES, the
+# proptest cases per fuzz property (default 64; see docs/security-input.md).
+# Extra arguments go to the test runner, e.g. `scripts/test.sh -p manifold-db` (or `make test ARGS="-p manifold-db"`).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -6,6 +6,7 @@ mod faults;
 mod grpcurl;
 mod helm;
 mod helm_cli;
+mod hostile;
 mod kube_client;
 mod kubectl;
 mod kubectl_matrix;

@@ -5,6 +5,7 @@
 //! a stream ends with UNAUTHENTICATED once its token is revoked or expires.
 
 use std::{
+    collections::HashSet,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
@@ -14,13 +15,15 @@ use futures::future::BoxFuture;
 use tower::{Layer, Service};
 
 use crate::recheck::{DEFAULT_STREAM_RECHECK, Lapse, Recheck, Rechecked};
-use crate::{AuthError, Authenticator, bearer_from_header};
+use crate::{Authenticator, StreamLimiter, bearer_from_header};
 
 #[derive(Clone)]
 pub struct AuthLayer {
     authenticator: Arc<dyn Authenticator>,
     public_prefixes: Arc<Vec<String>>,
     recheck: Recheck,
+    /// Per-principal limit on the listed streaming method paths.
+    streams: Option<(StreamLimiter, Arc<HashSet<String>>)>,
 }
 
 impl AuthLayer {
@@ -33,7 +36,20 @@ impl AuthLayer {
             recheck: Recheck::new(authenticator.clone(), DEFAULT_STREAM_RECHECK),
             authenticator,
             public_prefixes: Arc::new(public_prefixes),
+            streams: None,
         }
+    }
+
+    /// Calls to `streaming_paths` (`/pkg.Service/Method`) hold a slot of
+    /// `limiter` for their caller while their response streams; past the
+    /// limit they are refused with RESOURCE_EXHAUSTED naming it.
+    pub fn with_stream_limit(
+        mut self,
+        limiter: StreamLimiter,
+        streaming_paths: Arc<HashSet<String>>,
+    ) -> Self {
+        self.streams = Some((limiter, streaming_paths));
+        self
     }
 
     /// How often a streaming response re-checks its caller's token (zero:
@@ -100,23 +116,38 @@ where
             };
             match result {
                 Ok((principal, token)) => {
+                    let permit = match &layer.streams {
+                        Some((limiter, paths)) if paths.contains(req.uri().path()) => match limiter
+                            .acquire(&principal)
+                        {
+                            Ok(permit) => Some(permit),
+                            Err(e) => {
+                                return Ok(status_response(e.into()).map(Rechecked::passthrough));
+                            }
+                        },
+                        _ => None,
+                    };
                     let expire = principal.token_expire_time;
                     req.extensions_mut().insert(principal);
                     let response = inner.call(req).await?;
                     Ok(response.map(|body| {
-                        layer
-                            .recheck
-                            .guard(body, &token, Some(expire), Lapse::GrpcStatus)
+                        let body =
+                            layer
+                                .recheck
+                                .guard(body, &token, Some(expire), Lapse::GrpcStatus);
+                        match permit {
+                            Some(p) => body.with_permit(p),
+                            None => body,
+                        }
                     }))
                 }
-                Err(e) => Ok(status_response(e).map(Rechecked::passthrough)),
+                Err(e) => Ok(status_response(e.into()).map(Rechecked::passthrough)),
             }
         })
     }
 }
 
-fn status_response<RB: Default>(e: AuthError) -> http::Response<RB> {
-    let status: tonic::Status = e.into();
+fn status_response<RB: Default>(status: tonic::Status) -> http::Response<RB> {
     let mut response = http::Response::new(RB::default());
     let headers = response.headers_mut();
     headers.insert(

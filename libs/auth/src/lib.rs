@@ -5,12 +5,14 @@
 
 mod cache;
 mod layer;
+pub mod limits;
 mod rbac;
 pub mod recheck;
 mod remote;
 
 pub use cache::CachingAuthenticator;
 pub use layer::{AuthLayer, AuthService};
+pub use limits::{DEFAULT_MAX_STREAMS_PER_PRINCIPAL, StreamLimiter, StreamPermit, TooManyStreams};
 pub use rbac::{Binding, Denied, Permission, Principal, Role, is_under, tenant_of};
 pub use recheck::{DEFAULT_STREAM_RECHECK, Lapse, Recheck, Rechecked};
 pub use remote::RemoteAuthenticator;
@@ -18,7 +20,7 @@ pub use remote::RemoteAuthenticator;
 use std::sync::Arc;
 
 /// Why a credential was refused. Every variant maps to UNAUTHENTICATED except
-/// `Unavailable`.
+/// `Unavailable` (UNAVAILABLE) and `Throttled` (RESOURCE_EXHAUSTED).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("missing credentials: send `authorization: Bearer <token>`")]
@@ -35,12 +37,18 @@ pub enum AuthError {
     TenantSuspended(String),
     #[error("authentication unavailable: {0}")]
     Unavailable(String),
+    /// Too many failed authentications lately: a credential never seen
+    /// before is refused without a lookup (RESOURCE_EXHAUSTED, HTTP 429).
+    /// Tokens that authenticated recently are not affected.
+    #[error("too many failed authentications: {0}")]
+    Throttled(String),
 }
 
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Unavailable(_) => tonic::Status::unavailable(e.to_string()),
+            AuthError::Throttled(_) => tonic::Status::resource_exhausted(e.to_string()),
             _ => tonic::Status::unauthenticated(e.to_string()),
         }
     }

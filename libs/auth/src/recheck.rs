@@ -94,6 +94,7 @@ impl Recheck {
                 state: State::Idle,
             })),
             done: false,
+            permit: None,
         }
     }
 }
@@ -105,6 +106,8 @@ pub struct Rechecked<B> {
     watch: Option<Box<Watch>>,
     /// Ended because the credential lapsed.
     done: bool,
+    /// The stream's slot in its principal's stream limit, released with the body.
+    permit: Option<crate::StreamPermit>,
 }
 
 impl<B> Rechecked<B> {
@@ -114,7 +117,14 @@ impl<B> Rechecked<B> {
             inner,
             watch: None,
             done: false,
+            permit: None,
         }
+    }
+
+    /// Holds `permit` (see [`crate::StreamLimiter`]) until the body is dropped.
+    pub fn with_permit(mut self, permit: crate::StreamPermit) -> Self {
+        self.permit = Some(permit);
+        self
     }
 }
 
@@ -186,7 +196,9 @@ impl Watch {
                     // The answer is unknown (the database is unreachable);
                     // revoking needs the database too, so keep the stream
                     // and ask again next interval.
-                    Poll::Ready(Err(AuthError::Unavailable(reason))) => {
+                    Poll::Ready(Err(
+                        AuthError::Unavailable(reason) | AuthError::Throttled(reason),
+                    )) => {
                         tracing::debug!(%reason, "re-checking a stream's credential");
                         self.state = State::Waiting(Box::pin(tokio::time::sleep(self.interval)));
                     }

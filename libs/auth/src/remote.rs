@@ -36,6 +36,7 @@ impl Authenticator for RemoteAuthenticator {
             .await
             .map_err(|s| match s.code() {
                 tonic::Code::Unauthenticated => AuthError::Invalid,
+                tonic::Code::ResourceExhausted => AuthError::Throttled(s.message().to_owned()),
                 _ => AuthError::Unavailable(s.message().to_owned()),
             })?;
         principal_from_proto(reply.into_inner()).map(Arc::new)

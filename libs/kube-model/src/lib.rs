@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod field_error;
+#[cfg(test)]
+mod fuzz;
 mod json;
 pub mod kinds;
 pub mod names;

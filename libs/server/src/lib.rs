@@ -6,14 +6,17 @@
 
 pub mod audit;
 
+pub use manifold_auth::limits::MAX_CONCURRENT_STREAMS_PER_CONNECTION;
+
 use std::{
+    collections::HashSet,
     future::Future,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::Arc,
 };
 
-use manifold_auth::{AuthLayer, Authenticator};
+use manifold_auth::{AuthLayer, Authenticator, StreamLimiter};
 use manifold_config::{ExposeSecret, Settings};
 use manifold_db::{ConnectOptions, Db, DbMetrics};
 use manifold_pki::{Ca, CertifiedKeyPem};
@@ -258,14 +261,17 @@ impl GrpcServer {
             .client_auth_optional(true);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let audit_plans = Arc::new(audit::AuditPlans::from_descriptors());
+        let (known, streaming) = method_paths();
         Server::builder()
             .tls_config(tls_config)?
-            .layer(GrpcMetricsLayer::new(metrics))
+            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS_PER_CONNECTION))
+            .layer(GrpcMetricsLayer::new(metrics).with_known_methods(Arc::new(known)))
             // Outside authentication, so refused calls are recorded too.
             .layer(audit::AuditLayer::new(self.audit, audit_plans.clone()))
             .layer(
                 AuthLayer::new(authenticator, self.public_paths)
-                    .with_stream_recheck(self.stream_recheck),
+                    .with_stream_recheck(self.stream_recheck)
+                    .with_stream_limit(StreamLimiter::default(), Arc::new(streaming)),
             )
             .layer(audit::AuditCaptureLayer::new(audit_plans))
             .add_routes(routes)
@@ -276,6 +282,42 @@ impl GrpcServer {
             .await?;
         Ok(())
     }
+}
+
+/// Method paths (`/pkg.Service/Method`) a [`GrpcServer`] may serve: every
+/// method of `manifold_proto`, the health service and reflection; and the
+/// server-streaming ones among them (whose calls count against the caller's
+/// stream limit). Anything else is answered UNIMPLEMENTED (or refused before
+/// routing) and is counted in metrics as one `unknown` method.
+pub fn method_paths() -> (HashSet<String>, HashSet<String>) {
+    use prost::Message;
+    let mut all = HashSet::new();
+    let mut streaming = HashSet::new();
+    for encoded in [
+        manifold_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else {
+            continue;
+        };
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                    if method.server_streaming() {
+                        streaming.insert(path.clone());
+                    }
+                    all.insert(path);
+                }
+            }
+        }
+    }
+    for reflection in ["grpc.reflection.v1", "grpc.reflection.v1alpha"] {
+        all.insert(format!(
+            "/{reflection}.ServerReflection/ServerReflectionInfo"
+        ));
+    }
+    (all, streaming)
 }
 
 /// Resolves on SIGINT or SIGTERM.

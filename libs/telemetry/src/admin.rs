@@ -109,7 +109,11 @@ async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // As on the gRPC and Kubernetes listeners
+    // (manifold_auth::limits::MAX_CONCURRENT_STREAMS_PER_CONNECTION; this
+    // crate sits below it).
+    builder.http2().max_concurrent_streams(250);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {

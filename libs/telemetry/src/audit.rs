@@ -4,6 +4,12 @@
 //!
 //! Recording never waits: when the queue is full (the database is slow or down)
 //! the record is dropped and counted in `manifold_audit_events_dropped_total`.
+//!
+//! Records of anonymous calls (no valid credential: anyone can make them, by
+//! the thousand) have their own, smaller queue
+//! ([`ANONYMOUS_QUEUE_FRACTION`] of the capacity), and the writer drains the
+//! authenticated queue first: an anonymous flood can fill only its own queue
+//! and never pushes a user's or a site's write out of the trail.
 
 use std::time::SystemTime;
 
@@ -95,11 +101,16 @@ pub fn truncate_message(message: &str) -> String {
     message[..end].to_owned()
 }
 
+/// The anonymous queue holds this fraction (1/n) of the authenticated one.
+pub const ANONYMOUS_QUEUE_FRACTION: usize = 10;
+
 /// Counters shared by the queue and the writer.
 #[derive(Clone, Debug)]
 pub struct AuditMetrics {
     /// Records refused because the queue was full or the writer gone.
     pub dropped: Counter,
+    /// Of those, records of anonymous calls (their own queue was full).
+    pub dropped_anonymous: Counter,
     /// Records stored.
     pub written: Counter,
     /// Records lost because their batch could not be stored.
@@ -114,6 +125,10 @@ impl AuditMetrics {
             dropped: metrics.register_counter(
                 "manifold_audit_events_dropped",
                 "Audit records dropped because the write queue was full or closed",
+            ),
+            dropped_anonymous: metrics.register_counter(
+                "manifold_audit_anonymous_events_dropped",
+                "Audit records of anonymous calls dropped because their own queue was full or closed",
             ),
             written: metrics.register_counter(
                 "manifold_audit_events_written",
@@ -136,28 +151,56 @@ impl AuditMetrics {
 #[derive(Clone, Debug)]
 pub struct AuditSink {
     sender: Option<mpsc::Sender<AuditRecord>>,
+    /// Records whose actor is [`ActorKind::Anonymous`].
+    anonymous: Option<mpsc::Sender<AuditRecord>>,
     metrics: Option<AuditMetrics>,
 }
 
-/// The writer's end of the queue.
+/// The writer's end of the queues.
 pub struct AuditReceiver {
     pub receiver: mpsc::Receiver<AuditRecord>,
+    pub anonymous: mpsc::Receiver<AuditRecord>,
     pub metrics: AuditMetrics,
 }
 
+impl AuditReceiver {
+    /// The next record, authenticated ones first; `None` once every sink
+    /// is dropped and both queues are empty.
+    pub async fn recv(&mut self) -> Option<AuditRecord> {
+        tokio::select! {
+            biased;
+            Some(r) = self.receiver.recv() => Some(r),
+            Some(r) = self.anonymous.recv() => Some(r),
+            else => None,
+        }
+    }
+
+    /// A record waiting now, authenticated ones first.
+    pub fn try_recv(&mut self) -> Option<AuditRecord> {
+        self.receiver
+            .try_recv()
+            .or_else(|_| self.anonymous.try_recv())
+            .ok()
+    }
+}
+
 impl AuditSink {
-    /// A queue of `capacity` records; registers the audit metrics in `metrics`
-    /// (once per process).
+    /// A queue of `capacity` records (and one of a tenth of it for anonymous
+    /// calls); registers the audit metrics in `metrics` (once per process).
     pub fn channel(metrics: &Metrics, capacity: usize) -> (AuditSink, AuditReceiver) {
         let audit_metrics = AuditMetrics::register(metrics);
         let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let (anonymous_sender, anonymous) =
+            mpsc::channel((capacity / ANONYMOUS_QUEUE_FRACTION).max(1));
         (
             AuditSink {
                 sender: Some(sender),
+                anonymous: Some(anonymous_sender),
                 metrics: Some(audit_metrics.clone()),
             },
             AuditReceiver {
                 receiver,
+                anonymous,
                 metrics: audit_metrics,
             },
         )
@@ -167,6 +210,7 @@ impl AuditSink {
     pub fn disabled() -> Self {
         Self {
             sender: None,
+            anonymous: None,
             metrics: None,
         }
     }
@@ -175,9 +219,16 @@ impl AuditSink {
         self.sender.is_some()
     }
 
-    /// Queues `record`; drops it (and counts the drop) when the queue is full.
+    /// Queues `record` (anonymous ones in their own queue); drops it (and
+    /// counts the drop) when its queue is full.
     pub fn record(&self, record: AuditRecord) {
-        let Some(sender) = &self.sender else {
+        let anonymous = record.actor_kind == ActorKind::Anonymous;
+        let sender = if anonymous {
+            &self.anonymous
+        } else {
+            &self.sender
+        };
+        let Some(sender) = sender else {
             return;
         };
         match sender.try_send(record) {
@@ -188,6 +239,9 @@ impl AuditSink {
             }
             Err(error) => {
                 if let Some(m) = &self.metrics {
+                    if anonymous {
+                        m.dropped_anonymous.inc();
+                    }
                     let dropped = m.dropped.inc();
                     // One warning per 1,000 drops is enough to notice.
                     if dropped % 1000 == 0 {
@@ -195,7 +249,12 @@ impl AuditSink {
                             mpsc::error::TrySendError::Full(_) => "queue full",
                             mpsc::error::TrySendError::Closed(_) => "writer stopped",
                         };
-                        tracing::warn!(reason, dropped = dropped + 1, "audit record dropped");
+                        tracing::warn!(
+                            reason,
+                            anonymous,
+                            dropped = dropped + 1,
+                            "audit record dropped"
+                        );
                     }
                 }
             }
@@ -245,11 +304,42 @@ mod tests {
             sink.record(record(&format!("m{i}")));
         }
         assert_eq!(rx.metrics.dropped.get(), 3);
-        assert_eq!(rx.receiver.try_recv().unwrap().method, "m0");
+        assert_eq!(rx.try_recv().unwrap().method, "m0");
         assert!(
             metrics
                 .encode()
                 .contains("manifold_audit_events_dropped_total 3")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_anonymous_flood_never_pushes_out_authenticated_records() {
+        let metrics = Metrics::new();
+        let (sink, mut rx) = AuditSink::channel(&metrics, 20);
+        for i in 0..1000 {
+            let mut r = record(&format!("anon{i}"));
+            r.actor_kind = ActorKind::Anonymous;
+            r.actor = String::new();
+            sink.record(r);
+        }
+        for i in 0..20 {
+            sink.record(record(&format!("user{i}")));
+        }
+        // Only the anonymous queue (2 = 20 / 10) filled up.
+        assert_eq!(rx.metrics.dropped.get(), 998);
+        assert_eq!(rx.metrics.dropped_anonymous.get(), 998);
+        // The writer sees every authenticated record first, then the rest.
+        for i in 0..20 {
+            assert_eq!(rx.recv().await.unwrap().method, format!("user{i}"));
+        }
+        assert_eq!(rx.recv().await.unwrap().method, "anon0");
+        assert_eq!(rx.recv().await.unwrap().method, "anon1");
+        drop(sink);
+        assert!(rx.recv().await.is_none());
+        assert!(
+            metrics
+                .encode()
+                .contains("manifold_audit_anonymous_events_dropped_total 998")
         );
     }
 

@@ -1,7 +1,9 @@
 //! A tower layer for tonic servers: per-call metrics and a server span whose parent is the
 //! caller's trace context, so traces continue across services.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -20,11 +22,25 @@ use crate::propagation::extract_context;
 #[derive(Clone, Debug)]
 pub struct GrpcMetricsLayer {
     metrics: Metrics,
+    known: Option<Arc<HashSet<String>>>,
 }
 
 impl GrpcMetricsLayer {
     pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+        Self {
+            metrics,
+            known: None,
+        }
+    }
+
+    /// Only these method paths (`/pkg.Service/Method`) get their own
+    /// `service`/`method` label values; every other path is counted as
+    /// `unknown`/`unknown`, whatever its status, so requests with random
+    /// paths (refused before routing, e.g. UNAUTHENTICATED) cannot mint
+    /// metric series.
+    pub fn with_known_methods(mut self, known: Arc<HashSet<String>>) -> Self {
+        self.known = Some(known);
+        self
     }
 }
 
@@ -35,6 +51,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
         GrpcMetricsService {
             inner,
             metrics: self.metrics.clone(),
+            known: self.known.clone(),
         }
     }
 }
@@ -44,6 +61,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetricsService<S> {
     inner: S,
     metrics: Metrics,
+    known: Option<Arc<HashSet<String>>>,
 }
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
@@ -76,6 +94,12 @@ where
         let start = Instant::now();
         let path = request.uri().path().to_owned();
         let (service, method) = split_path(&path).unwrap_or(("unknown", "unknown"));
+        let labelled = self.known.as_ref().is_none_or(|k| k.contains(&path));
+        let (label_service, label_method) = if labelled {
+            (service, method)
+        } else {
+            ("unknown", "unknown")
+        };
         let span = tracing::info_span!(
             "grpc",
             otel.name = %path,
@@ -91,8 +115,8 @@ where
 
         let mut recorder = Recorder {
             metrics: self.metrics.clone(),
-            service: service.to_owned(),
-            method: method.to_owned(),
+            service: label_service.to_owned(),
+            method: label_method.to_owned(),
             start,
             span: span.clone(),
         };

@@ -126,6 +126,34 @@ async fn layer_records_ok_and_error_codes() {
     }
 }
 
+/// Random paths (a flood of unauthenticated calls) all land in one series.
+#[tokio::test]
+async fn unknown_paths_share_one_label_value() {
+    let metrics = Metrics::new();
+    let known = Arc::new(std::collections::HashSet::from(["/t.Svc/Ok".to_owned()]));
+    let mut service = GrpcMetricsLayer::new(metrics.clone())
+        .with_known_methods(known)
+        .layer(tower::service_fn(fake_grpc));
+    for i in 0..200 {
+        let path = format!("/random{i}.Svc/M{i}");
+        let request = http::Request::builder().uri(path).body(()).unwrap();
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+    let request = http::Request::builder().uri("/t.Svc/Ok").body(()).unwrap();
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            r#"rpc_requests_total{service="unknown",method="unknown",code="INTERNAL"} 200"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"rpc_requests_total{service="t.Svc",method="Ok",code="OK"} 1"#));
+    assert!(!text.contains("random"), "{text}");
+}
+
 /// A subscriber with an OpenTelemetry layer (no exporter), so spans get trace ids.
 fn otel_subscriber() -> impl tracing::Subscriber + Send + Sync {
     use opentelemetry::trace::TracerProvider as _;

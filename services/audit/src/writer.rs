@@ -29,14 +29,14 @@ const RETRY_DELAYS: [Duration; 4] = [
 pub async fn run(db: Db, mut queue: AuditReceiver) {
     let mut batch: Vec<AuditRecord> = Vec::with_capacity(MAX_BATCH);
     loop {
-        let Some(first) = queue.receiver.recv().await else {
+        let Some(first) = queue.recv().await else {
             return;
         };
         batch.push(first);
         let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
         let mut closed = false;
         while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, queue.receiver.recv()).await {
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
                 Ok(Some(record)) => batch.push(record),
                 Ok(None) => {
                     closed = true;

@@ -110,6 +110,15 @@ pub enum GatewayError {
     UnsupportedMediaType(String),
     #[error("Request entity too large: limit is {0}")]
     TooLarge(usize),
+    /// A body within the size limit that would grow beyond a bound once
+    /// decoded or applied (YAML aliases, a patch result, too many patch
+    /// operations); the message names the limit. HTTP 413.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The caller holds too much at once (open watches and streams); the
+    /// message names the limit. HTTP 429, RESOURCE_EXHAUSTED.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("{0}")]
     Forbidden(String),
     /// A workload the placement's Pod Security level refuses (HTTP 403,
@@ -124,9 +133,6 @@ pub enum GatewayError {
         field: String,
         message: String,
     },
-    /// Too many concurrent requests of one kind by one principal (429).
-    #[error("{0}")]
-    TooManyRequests(String),
     #[error(transparent)]
     Unauthenticated(#[from] manifold_auth::AuthError),
     /// A call to another service failed; its status is passed on.
@@ -176,10 +182,11 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(_) => 405,
             GatewayError::NotAcceptable(_) => 406,
             GatewayError::UnsupportedMediaType(_) => 415,
-            GatewayError::TooLarge(_) => 413,
+            GatewayError::TooLarge(_) | GatewayError::LimitExceeded(_) => 413,
             GatewayError::Forbidden(_) | GatewayError::PolicyForbidden { .. } => 403,
             GatewayError::FailedPrecondition { .. } => 422,
-            GatewayError::TooManyRequests(_) => 429,
+            GatewayError::TooManyRequests(_)
+            | GatewayError::Unauthenticated(manifold_auth::AuthError::Throttled(_)) => 429,
             GatewayError::Unauthenticated(manifold_auth::AuthError::Unavailable(_)) => 503,
             GatewayError::Unauthenticated(_) => 401,
             GatewayError::Upstream(s) => match s.code() {
@@ -188,6 +195,7 @@ impl GatewayError {
                 Code::Unauthenticated => 401,
                 Code::InvalidArgument => 400,
                 Code::Unavailable => 503,
+                Code::ResourceExhausted => 429,
                 _ => 500,
             },
             GatewayError::Db(DbError::Unavailable(_))
@@ -218,9 +226,9 @@ impl GatewayError {
 
     fn kube_message(&self) -> String {
         match self {
-            GatewayError::Unauthenticated(manifold_auth::AuthError::Unavailable(_)) => {
-                self.to_string()
-            }
+            GatewayError::Unauthenticated(
+                manifold_auth::AuthError::Unavailable(_) | manifold_auth::AuthError::Throttled(_),
+            ) => self.to_string(),
             GatewayError::Unauthenticated(_) => "Unauthorized".to_owned(),
             GatewayError::Upstream(s) => s.message().to_owned(),
             GatewayError::Db(e) => {
@@ -296,7 +304,8 @@ impl From<GatewayError> for tonic::Status {
             | GatewayError::Unprocessable(_)
             | GatewayError::NotAcceptable(_)
             | GatewayError::UnsupportedMediaType(_)
-            | GatewayError::TooLarge(_) => tonic::Status::invalid_argument(message),
+            | GatewayError::TooLarge(_)
+            | GatewayError::LimitExceeded(_) => tonic::Status::invalid_argument(message),
             GatewayError::NotFound(_) | GatewayError::NoRoute => tonic::Status::not_found(message),
             GatewayError::AlreadyExists(_) => tonic::Status::already_exists(message),
             GatewayError::Conflict { .. } | GatewayError::ApplyConflict(_) => {

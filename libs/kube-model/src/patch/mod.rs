@@ -23,6 +23,60 @@ pub enum PatchError {
     /// The patch is well formed but cannot be applied to this object (HTTP 422).
     #[error("{0}")]
     Unprocessable(String),
+    /// The patch has too many operations, or its result would be larger than
+    /// [`MAX_RESULT_BYTES`] (HTTP 413 RequestEntityTooLarge).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// At most this many operations in one JSON patch, as kube-apiserver allows.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// A patched object may serialize to at most this many bytes: the request
+/// body limit, as kube-apiserver bounds a patch result by its request size
+/// limit. Without it a JSON patch of `copy` operations doubles the object
+/// per operation.
+pub const MAX_RESULT_BYTES: usize = 3 * 1024 * 1024;
+
+/// A writer that only counts, and fails once past a limit so measuring a
+/// huge value stops early.
+struct Counter {
+    n: usize,
+    limit: usize,
+}
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.n = self.n.saturating_add(buf.len());
+        if self.n > self.limit {
+            return Err(std::io::Error::other("over the limit"));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The serialized size of `v`, or `None` when it exceeds `limit` (measured
+/// in at most `limit` bytes of work).
+fn size_within(v: &Value, limit: usize) -> Option<usize> {
+    let mut c = Counter { n: 0, limit };
+    serde_json::to_writer(&mut c, v).ok()?;
+    Some(c.n)
+}
+
+fn result_too_large() -> PatchError {
+    PatchError::TooLarge(format!(
+        "Request entity too large: the patched object would exceed the limit of {MAX_RESULT_BYTES} bytes"
+    ))
+}
+
+/// Refuses a result over [`MAX_RESULT_BYTES`].
+fn bounded(v: Value) -> Result<Value, PatchError> {
+    size_within(&v, MAX_RESULT_BYTES)
+        .map(|_| v)
+        .ok_or_else(result_too_large)
 }
 
 /// The patch type chosen by the request's Content-Type.
@@ -72,13 +126,40 @@ impl PatchType {
     ];
 }
 
-/// RFC 6902 JSON patch.
+/// RFC 6902 JSON patch, with at most [`MAX_JSON_PATCH_OPERATIONS`]
+/// operations and a result of at most [`MAX_RESULT_BYTES`].
+///
+/// Only `copy` can grow the document beyond the patch's own size, so the
+/// bytes copied are summed as the operations run (the source value is
+/// measured before it is copied) and the patch stops at the limit: a run of
+/// doubling copies costs at most the limit in work and memory.
 pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> {
+    if let Some(ops) = patch
+        .as_array()
+        .filter(|a| a.len() > MAX_JSON_PATCH_OPERATIONS)
+    {
+        return Err(PatchError::TooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            ops.len()
+        )));
+    }
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::Malformed(format!("invalid JSON patch: {e}")))?;
     let mut doc = original.clone();
-    json_patch::patch(&mut doc, &ops).map_err(|e| PatchError::Unprocessable(e.to_string()))?;
-    Ok(doc)
+    let base = size_within(&doc, MAX_RESULT_BYTES).ok_or_else(result_too_large)?;
+    let mut copied = 0usize;
+    for op in &ops.0 {
+        if let json_patch::PatchOperation::Copy(c) = op
+            && let Some(source) = doc.pointer(c.from.as_str())
+        {
+            let budget = MAX_RESULT_BYTES.saturating_sub(base.saturating_add(copied));
+            let n = size_within(source, budget).ok_or_else(result_too_large)?;
+            copied = copied.saturating_add(n);
+        }
+        json_patch::patch(&mut doc, std::slice::from_ref(op))
+            .map_err(|e| PatchError::Unprocessable(e.to_string()))?;
+    }
+    bounded(doc)
 }
 
 /// RFC 7396 JSON merge patch; the patch must be an object.
@@ -90,7 +171,7 @@ pub fn merge_patch(original: &Value, patch: &Value) -> Result<Value, PatchError>
     }
     let mut doc = original.clone();
     json_patch::merge(&mut doc, patch);
-    Ok(doc)
+    bounded(doc)
 }
 
 /// Applies a JSON, merge or strategic merge patch to an object of `kind`. Server-side
@@ -104,7 +185,7 @@ pub fn apply_patch(
     match patch_type {
         PatchType::Json => json_patch(original, patch),
         PatchType::Merge => merge_patch(original, patch),
-        PatchType::StrategicMerge => strategic_merge_patch(kind, original, patch),
+        PatchType::StrategicMerge => bounded(strategic_merge_patch(kind, original, patch)?),
         PatchType::Apply => Err(PatchError::Malformed(
             "server-side apply needs a field manager; use patch::apply".into(),
         )),
@@ -200,5 +281,75 @@ mod tests {
         .unwrap();
         assert_eq!(out["spec"]["replicas"], 4);
         assert!(apply_patch(PatchType::Apply, "Deployment", &doc, &json!({})).is_err());
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn doubling_copies_stop_at_the_result_limit() {
+        // Each copy doubles /a: 64 copies would be 2^64 times the seed.
+        let mut ops = vec![json!({"op": "add", "path": "/a", "value": ["x".repeat(1000)]})];
+        for _ in 0..64 {
+            ops.push(json!({"op": "copy", "from": "/a", "path": "/a/-"}));
+            ops.push(json!({"op": "copy", "from": "/a", "path": "/b"}));
+            ops.push(json!({"op": "move", "from": "/b", "path": "/a/0"}));
+        }
+        let err = json_patch(&json!({}), &Value::Array(ops)).unwrap_err();
+        assert!(
+            matches!(&err, PatchError::TooLarge(m) if m.contains(&MAX_RESULT_BYTES.to_string())),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn too_many_operations_are_refused_before_decoding() {
+        let op = json!({"op": "test", "path": "/a", "value": 1});
+        let ops = Value::Array(vec![op; MAX_JSON_PATCH_OPERATIONS + 1]);
+        let err = json_patch(&json!({"a": 1}), &ops).unwrap_err();
+        assert_eq!(
+            err,
+            PatchError::TooLarge(format!(
+                "The allowed maximum operations in a JSON patch is 10000, got {}",
+                MAX_JSON_PATCH_OPERATIONS + 1
+            ))
+        );
+        // At the limit it applies.
+        let ops = Value::Array(vec![
+            json!({"op": "test", "path": "/a", "value": 1});
+            10_000
+        ]);
+        assert_eq!(json_patch(&json!({"a": 1}), &ops).unwrap(), json!({"a": 1}));
+    }
+
+    #[test]
+    fn small_copies_still_work() {
+        let out = json_patch(
+            &json!({"a": {"b": 1}}),
+            &json!([{"op": "copy", "from": "/a", "path": "/c"}]),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"a": {"b": 1}, "c": {"b": 1}}));
+    }
+
+    #[test]
+    fn merge_and_strategic_results_are_bounded() {
+        let big = "x".repeat(MAX_RESULT_BYTES / 2 + 10);
+        let original = json!({"data": {"a": big}});
+        let patch = json!({"data": {"b": big}});
+        for t in [PatchType::Merge, PatchType::StrategicMerge] {
+            let err = apply_patch(t, "ConfigMap", &original, &patch).unwrap_err();
+            assert!(matches!(err, PatchError::TooLarge(_)), "{t:?}: {err:?}");
+        }
+        let ok = apply_patch(
+            PatchType::Merge,
+            "ConfigMap",
+            &original,
+            &json!({"data": {"b": "1"}}),
+        );
+        assert!(ok.is_ok());
     }
 }

@@ -37,6 +37,8 @@ pub struct Core {
     pub authenticator: Arc<dyn Authenticator>,
     /// Re-checks the bearer token of long-lived Kubernetes API responses.
     pub recheck: manifold_auth::Recheck,
+    /// Open watches and `logs -f` streams per principal on the Kubernetes API.
+    pub streams: manifold_auth::StreamLimiter,
     /// Clusters by name, for the Kubernetes API's per-request resolution.
     clusters: moka::future::Cache<ClusterName, Arc<VirtualCluster>>,
     /// The replication service's observed state; unset: nothing observed.
@@ -71,6 +73,7 @@ impl Core {
             config,
             tenancy,
             recheck,
+            streams: manifold_auth::StreamLimiter::default(),
             authenticator,
             clusters: moka::future::Cache::builder()
                 .max_capacity(10_000)

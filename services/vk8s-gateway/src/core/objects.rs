@@ -119,6 +119,7 @@ fn patch_error(e: PatchError) -> GatewayError {
     match e {
         PatchError::Malformed(m) => GatewayError::BadRequest(m),
         PatchError::Unprocessable(m) => GatewayError::Unprocessable(m),
+        PatchError::TooLarge(m) => GatewayError::LimitExceeded(m),
     }
 }
 

@@ -6,6 +6,8 @@ mod access;
 mod audit;
 mod discovery;
 mod events;
+#[cfg(test)]
+mod fuzz;
 mod metrics;
 mod namespaces;
 mod negotiate;
@@ -17,6 +19,7 @@ mod resources;
 mod response;
 mod secrets;
 mod watch;
+mod yaml;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -172,6 +175,27 @@ async fn handle(
             other => other,
         })?;
     let route = path::parse(rest).ok_or(GatewayError::NoRoute)?;
+    // Watches and followed logs hold a slot of the caller's stream limit
+    // while they stream.
+    let query = Query::parse(uri)?;
+    let long_running = method == Method::GET
+        && match &route {
+            Route::Resource(rp) if rp.name.is_none() => query.flag("watch").unwrap_or(false),
+            Route::Resource(rp) => {
+                rp.subresource.as_deref() == Some("log") && query.flag("follow").unwrap_or(false)
+            }
+            _ => false,
+        };
+    let permit = if long_running {
+        Some(
+            app.core
+                .streams
+                .acquire(&principal)
+                .map_err(|e| GatewayError::TooManyRequests(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let bearer = token.to_owned();
     let ctx = Ctx {
         core: app.core.clone(),
@@ -179,7 +203,7 @@ async fn handle(
         vc,
         principal: principal.clone(),
         method,
-        query: Query::parse(uri)?,
+        query,
         headers,
     };
     let response = match route {
@@ -199,11 +223,14 @@ async fn handle(
     // kube-apiserver ends a watch) and the client's next request gets 401.
     let expire = principal.token_expire_time;
     Ok(response.map(|b| {
-        Body::new(
+        let body =
             app.core
                 .recheck
-                .guard(b, &bearer, Some(expire), manifold_auth::Lapse::EndOfBody),
-        )
+                .guard(b, &bearer, Some(expire), manifold_auth::Lapse::EndOfBody);
+        Body::new(match permit {
+            Some(p) => body.with_permit(p),
+            None => body,
+        })
     }))
 }
 
@@ -239,7 +266,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(manifold_auth::limits::MAX_CONCURRENT_STREAMS_PER_CONNECTION);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

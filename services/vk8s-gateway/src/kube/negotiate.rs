@@ -104,12 +104,17 @@ pub fn decode_json(body: &[u8]) -> Result<Value, GatewayError> {
     })
 }
 
-/// YAML (a superset of JSON), as server-side apply bodies are.
+/// YAML (a superset of JSON), as server-side apply bodies are. Aliases are
+/// expanded under a budget proportional to the body (see [`super::yaml`]), so
+/// an alias bomb is a 413, not a gigabyte.
 pub fn decode_yaml(body: &[u8]) -> Result<Value, GatewayError> {
-    serde_yaml_ng::from_slice(body).map_err(|e| {
-        GatewayError::BadRequest(format!(
+    super::yaml::decode(body, super::yaml::budget_for(body.len())).map_err(|e| match e {
+        super::yaml::YamlError::TooLarge { limit } => GatewayError::LimitExceeded(format!(
+            "Request entity too large: the YAML document, with its aliases expanded, exceeds the limit of {limit} bytes (64 KiB + 4 x the body size); do not reference one anchor many times"
+        )),
+        super::yaml::YamlError::Syntax(e) => GatewayError::BadRequest(format!(
             "the body of the request could not be decoded as YAML: {e}"
-        ))
+        )),
     })
 }
 
