@@ -116,6 +116,7 @@ async fn two_gateways_and_two_replication_replicas_converge_and_survive_a_kill()
                         format!("https://127.0.0.1:{kube_port}"),
                     ),
                     ("MANIFOLD__UPSTREAM__TENANCY", app.url()),
+                    ("MANIFOLD__UPSTREAM__SITES", app.url()),
                     ("MANIFOLD__UPSTREAM__REPLICATION", replication_url.clone()),
                 ],
                 &log(logs.path(), &format!("gateway-{i}")),

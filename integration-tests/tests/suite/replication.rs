@@ -445,6 +445,7 @@ impl Harness {
             site: site.to_owned(),
             tx,
             rx: stream,
+            settings: Vec::new(),
         })
     }
 }
@@ -479,6 +480,9 @@ pub(crate) struct Agent {
     pub site: String,
     tx: mpsc::Sender<rpb::AgentMessage>,
     rx: tonic::Streaming<rpb::ControlMessage>,
+    /// Every SiteSettings received, in order (`next` and `next_within` set
+    /// them aside: they may arrive between any two messages).
+    pub settings: Vec<rpb::SiteSettings>,
 }
 
 impl Agent {
@@ -494,22 +498,34 @@ impl Agent {
             .await;
     }
 
-    /// The next message, or the status the stream ended with.
+    /// The next message but SiteSettings, or the status the stream ended with.
     pub async fn next(&mut self) -> Result<Msg, tonic::Status> {
-        match tokio::time::timeout(WAIT, self.rx.message()).await {
-            Err(_) => panic!("{}: nothing received in {WAIT:?}", self.site),
-            Ok(Ok(Some(m))) => Ok(m.msg.expect("a message")),
-            Ok(Ok(None)) => Err(tonic::Status::cancelled("stream ended")),
-            Ok(Err(s)) => Err(s),
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.message()).await {
+                Err(_) => panic!("{}: nothing received in {WAIT:?}", self.site),
+                Ok(Ok(Some(m))) => match m.msg.expect("a message") {
+                    Msg::Settings(c) => self.settings.push(c),
+                    other => return Ok(other),
+                },
+                Ok(Ok(None)) => return Err(tonic::Status::cancelled("stream ended")),
+                Ok(Err(s)) => return Err(s),
+            }
         }
     }
 
     /// Like `next`, None when nothing arrives within `d`.
     pub async fn next_within(&mut self, d: Duration) -> Option<Msg> {
-        match tokio::time::timeout(d, self.rx.message()).await {
-            Err(_) => None,
-            Ok(Ok(Some(m))) => m.msg,
-            Ok(other) => panic!("{}: stream ended: {other:?}", self.site),
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.message()).await {
+                Err(_) => return None,
+                Ok(Ok(Some(m))) => match m.msg {
+                    Some(Msg::Settings(c)) => self.settings.push(c),
+                    other => return other,
+                },
+                Ok(other) => panic!("{}: stream ended: {other:?}", self.site),
+            }
         }
     }
 

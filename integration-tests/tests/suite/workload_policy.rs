@@ -449,3 +449,74 @@ async fn watch_opens(k: &Kubectl) -> bool {
     }
     false
 }
+
+/// Pods per site: the replicas a vK8s's workloads ask of each site are
+/// bounded; creating, scaling and patching past the limit is refused with
+/// ResourceQuota's words, scaling down always works, nothing is stored.
+#[tokio::test]
+async fn fair_use_quota_bounds_the_pods_asked_of_each_site() {
+    let app =
+        manifold_integration_tests::TestApp::spawn_with(&[("vk8s.max_pods_per_site", "5".into())])
+            .await
+            .expect("spawn the control plane");
+    let s = crate::vk8s_grpc::scenario_on(app).await;
+    let k = Kubectl::new(&s.kubeconfig, s.dir.path());
+
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=3",
+    ])
+    .await;
+    // A second workload that would bring the total to 6.
+    let err = k
+        .fails(&[
+            "create",
+            "deployment",
+            "api",
+            "--image=nginx:1.27",
+            "--replicas=3",
+        ])
+        .await;
+    assert!(
+        err.contains(r#"deployments.apps "api" is forbidden: exceeded quota: vk8s, requested: pods=3, used: pods=3, limited: pods=5 per site"#),
+        "{err}"
+    );
+    assert!(k.run(&["get", "deployment", "api"]).await.status.code() != Some(0));
+    // Scaling past it is refused; the stored object keeps its replicas.
+    let err = k
+        .fails(&["scale", "deployment", "web", "--replicas=6"])
+        .await;
+    assert!(err.contains("limited: pods=5 per site"), "{err}");
+    let replicas = k
+        .ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .await;
+    assert_eq!(replicas.trim(), "3");
+    // A Job's parallelism counts too; a bare ConfigMap never does.
+    let err = k
+        .fails_stdin(
+            &["apply", "-f", "-"],
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: batch\nspec:\n  parallelism: 4\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox:1.36\n",
+        )
+        .await;
+    assert!(err.contains(r#"jobs.batch "batch" is forbidden"#), "{err}");
+    k.ok(&["create", "configmap", "plain"]).await;
+    // Down is always allowed, and frees room.
+    k.ok(&["scale", "deployment", "web", "--replicas=1"]).await;
+    k.ok(&[
+        "create",
+        "deployment",
+        "api",
+        "--image=nginx:1.27",
+        "--replicas=3",
+    ])
+    .await;
+}

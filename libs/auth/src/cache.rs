@@ -59,15 +59,22 @@ impl Budget {
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
     }
 
-    /// Whether a failure may still be spent.
-    fn available(&mut self) -> bool {
+    /// Takes one failure from the budget before a lookup, so concurrent
+    /// lookups can never overrun it; `false` when it is spent.
+    fn reserve(&mut self) -> bool {
         self.refill();
-        self.tokens >= 1.0
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
-    fn spend(&mut self) {
+    /// Gives back a reservation whose lookup did not fail.
+    fn refund(&mut self) {
         self.refill();
-        self.tokens = (self.tokens - 1.0).max(-1.0);
+        self.tokens = (self.tokens + 1.0).min(self.burst);
     }
 }
 
@@ -151,23 +158,35 @@ impl<A: Authenticator> Authenticator for CachingAuthenticator<A> {
         {
             return Err(e);
         }
-        if !self.budget().available() && !self.known_good.contains_key(&key) {
+        // Tokens seen to authenticate lately skip the budget; every other
+        // lookup reserves one failure first (and gets it back unless the
+        // lookup fails), so at most the budget's rate reaches `inner`.
+        let reserved = !self.known_good.contains_key(&key);
+        if reserved && !self.budget().reserve() {
             return Err(AuthError::Throttled(format!(
                 "more than {} failed authentications per second on this server; retry in a few seconds",
                 self.budget().per_sec
             )));
         }
+        let refund = || {
+            if reserved {
+                self.budget().refund();
+            }
+        };
         match self.inner.authenticate(token).await {
             Ok(p) => {
+                refund();
                 if let Some(cache) = &self.cache {
                     cache.insert(key, p.clone()).await;
                 }
                 self.known_good.insert(key, ()).await;
                 Ok(p)
             }
-            Err(e @ (AuthError::Unavailable(_) | AuthError::Throttled(_))) => Err(e),
+            Err(e @ (AuthError::Unavailable(_) | AuthError::Throttled(_))) => {
+                refund();
+                Err(e)
+            }
             Err(e) => {
-                self.budget().spend();
                 if let Some(refused) = &self.refused {
                     refused.insert(key, e.clone()).await;
                 }
@@ -284,5 +303,55 @@ mod tests {
             auth.authenticate("good").await,
             Err(AuthError::Throttled(_))
         ));
+    }
+
+    /// Refuses every token after a pause, like a database round trip.
+    struct Slow {
+        lookups: Arc<AtomicUsize>,
+    }
+
+    #[async_trait::async_trait]
+    impl Authenticator for Slow {
+        async fn authenticate(&self, _token: &str) -> Result<Arc<Principal>, AuthError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Err(AuthError::Invalid)
+        }
+    }
+
+    /// Concurrent lookups in flight cannot overrun the budget: each one
+    /// reserves its failure before it starts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_failed_lookups_stay_within_the_budget() {
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let auth = Arc::new(CachingAuthenticator::with_failure_budget(
+            Slow {
+                lookups: lookups.clone(),
+            },
+            Duration::from_secs(5),
+            20,
+            10,
+        ));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let auth = auth.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..200 {
+                    let _ = auth.authenticate(&format!("flood-{t}-{i}")).await;
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let looked_up = lookups.load(Ordering::SeqCst) as f64;
+        let bound = 10.0 + 20.0 * elapsed + 1.0;
+        assert!(
+            looked_up <= bound,
+            "{looked_up} lookups in {elapsed:.2}s (bound {bound:.1})"
+        );
     }
 }

@@ -257,6 +257,9 @@ pub struct Vk8s {
     pub max_objects: i64,
     /// Fair use per vK8s: total bytes of the stored objects.
     pub max_bytes: i64,
+    /// Fair use per vK8s: pods its workloads ask of each site (replicas of
+    /// Deployments, ReplicaSets and StatefulSets, Job parallelism, bare Pods).
+    pub max_pods_per_site: i64,
     /// Fair use: Kubernetes watches one principal holds open at once on one
     /// gateway process.
     pub max_watches_per_principal: usize,
@@ -269,6 +272,7 @@ impl Default for Vk8s {
             compaction_interval_secs: 60,
             max_objects: 10_000,
             max_bytes: 256 * 1024 * 1024,
+            max_pods_per_site: 1_000,
             max_watches_per_principal: 100,
         }
     }
@@ -288,6 +292,10 @@ pub struct Sites {
     /// A renewed agent certificate stays valid this long after its renewal
     /// (for the stream it is carrying), then it is revoked.
     pub renewal_grace_secs: u64,
+    /// How often replication checks each agent stream's certificate again
+    /// (revoked, expired, site decommissioned: the stream ends) and the
+    /// site's settings (a changed Pod Security level reaches the agent).
+    pub certificate_recheck_secs: u64,
 }
 
 impl Default for Sites {
@@ -295,6 +303,7 @@ impl Default for Sites {
         Self {
             heartbeat_timeout_secs: 30,
             renewal_grace_secs: 300,
+            certificate_recheck_secs: 60,
         }
     }
 }
@@ -306,6 +315,10 @@ impl Sites {
 
     pub fn renewal_grace(&self) -> Duration {
         Duration::from_secs(self.renewal_grace_secs)
+    }
+
+    pub fn certificate_recheck(&self) -> Duration {
+        Duration::from_secs(self.certificate_recheck_secs)
     }
 }
 

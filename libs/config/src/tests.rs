@@ -39,6 +39,7 @@ fn defaults() {
     assert_eq!(s.auth.cache_ttl_secs, 5);
     assert_eq!(s.auth.stream_recheck_secs, 30);
     assert_eq!(s.sites.renewal_grace_secs, 300);
+    assert_eq!(s.sites.certificate_recheck_secs, 60);
     assert_eq!(s.telemetry.log_format, LogFormat::Text);
     assert_eq!(s.telemetry.log_filter, "info");
     assert_eq!(s.vk8s.log_retention_revisions, 10_000);
@@ -240,6 +241,10 @@ fn validation_names_the_key() {
     check(
         &[("sites.renewal_grace_secs", "86400".into())],
         "sites.renewal_grace_secs",
+    );
+    check(
+        &[("sites.certificate_recheck_secs", "0".into())],
+        "sites.certificate_recheck_secs",
     );
 
     let ok = load_from(

@@ -93,6 +93,12 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if self.vk8s.max_pods_per_site < 0 {
+            return Err(ConfigError::invalid(
+                "vk8s.max_pods_per_site",
+                "must not be negative",
+            ));
+        }
         if self.vk8s.max_bytes < 1 {
             return Err(ConfigError::invalid("vk8s.max_bytes", "must be at least 1"));
         }
@@ -112,6 +118,12 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "auth.stream_recheck_secs",
                 "must be between 1 and 60: open streams of a revoked or expired token end within it",
+            ));
+        }
+        if !(1..=300).contains(&self.sites.certificate_recheck_secs) {
+            return Err(ConfigError::invalid(
+                "sites.certificate_recheck_secs",
+                "must be between 1 and 300: a revoked agent certificate's stream ends within it",
             ));
         }
         if self.sites.renewal_grace_secs > 3600 {

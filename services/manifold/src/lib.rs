@@ -360,6 +360,7 @@ pub async fn start_with(
                 quota: manifold_vk8s_gateway::Quota {
                     max_objects: settings.vk8s.max_objects,
                     max_bytes: settings.vk8s.max_bytes,
+                    max_pods_per_site: settings.vk8s.max_pods_per_site,
                     max_watches_per_principal: settings.vk8s.max_watches_per_principal,
                 },
                 ..manifold_vk8s_gateway::GatewayConfig::new(
@@ -401,6 +402,7 @@ pub async fn start_with(
         let mut config = manifold_replication::ReplicationConfig::new(internal_token.clone());
         config.site_authority = Some(Arc::new(site_registry.clone()));
         config.heartbeat_timeout = settings.sites.heartbeat_timeout();
+        config.certificate_recheck = settings.sites.certificate_recheck();
         config.advertise_url = Some(if settings.serve.advertise_url.trim().is_empty() {
             format!("https://{}", loopback(grpc_addr))
         } else {

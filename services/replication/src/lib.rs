@@ -36,7 +36,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ReplicationError;
 pub use upstream::UpstreamChannels;
-pub use upstream::authority::{AuthorityError, GrpcAuthority, Renewed, SiteAuthority};
+pub use upstream::authority::{
+    AuthorityError, GrpcAuthority, Renewed, SiteAuthority, VerifiedCert,
+};
 
 /// Paths the auth layer lets through without a bearer token: the agents'
 /// stream authenticates the client certificate itself.

@@ -142,7 +142,15 @@ pub enum Command {
         pod: String,
     },
     Renewed(RenewOutcome),
+    /// The site's settings: its Pod Security level, when the control plane
+    /// says (`privileged`, `baseline` or `restricted`).
+    Settings {
+        pod_security: Option<String>,
+    },
 }
+
+/// The Pod Security levels a namespace label may name.
+pub const POD_SECURITY_LEVELS: [&str; 3] = ["privileged", "baseline", "restricted"];
 
 /// An optional vK8s name: empty means not given.
 fn optional_vc(name: &str) -> Result<Option<VirtualCluster>, ModelError> {
@@ -218,6 +226,20 @@ impl TryFrom<pb::ControlMessage> for Command {
             Msg::Renew(r) if !r.error.is_empty() => Command::Renewed(Err(r.error)),
             Msg::Renew(r) if r.certificate_pem.is_empty() => {
                 Command::Renewed(Err("the control plane sent no certificate".into()))
+            }
+            Msg::Settings(c) if c.pod_security.is_empty() => {
+                Command::Settings { pod_security: None }
+            }
+            Msg::Settings(c) => {
+                if !POD_SECURITY_LEVELS.contains(&c.pod_security.as_str()) {
+                    return Err(ModelError::InvalidMessage(format!(
+                        "settings.pod_security {:?} is not one of privileged, baseline, restricted",
+                        c.pod_security
+                    )));
+                }
+                Command::Settings {
+                    pod_security: Some(c.pod_security),
+                }
             }
             Msg::Renew(r) => Command::Renewed(Ok(RenewedCert {
                 certificate_pem: r.certificate_pem,
@@ -311,6 +333,27 @@ mod tests {
         let back = struct_to_json(json_to_struct(&v));
         assert_eq!(back, v);
         assert!(back.pointer("/spec/replicas").unwrap().is_i64());
+    }
+
+    #[test]
+    fn settings_name_a_known_pod_security_level_or_none() {
+        let msg = |level: &str| pb::ControlMessage {
+            msg: Some(pb::control_message::Msg::Settings(pb::SiteSettings {
+                pod_security: level.into(),
+            })),
+        };
+        assert_eq!(
+            Command::try_from(msg("restricted")).unwrap(),
+            Command::Settings {
+                pod_security: Some("restricted".into())
+            }
+        );
+        assert_eq!(
+            Command::try_from(msg("")).unwrap(),
+            Command::Settings { pod_security: None }
+        );
+        let err = Command::try_from(msg("root")).unwrap_err().to_string();
+        assert!(err.contains("settings.pod_security"), "{err}");
     }
 
     #[test]

@@ -284,4 +284,9 @@ pub mod well_known {
     /// Simulated backend: `"true"` on a workload (or its pod template) makes its pods
     /// crash-loop, like the `set_crash_loop` knob.
     pub const SIM_CRASH_ANNOTATION: &str = "sim.manifold.dev/crash-loop";
+    /// The label Kubernetes' PodSecurity admission enforces a namespace by.
+    pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+    /// The version of the level's checks it enforces.
+    pub const POD_SECURITY_ENFORCE_VERSION_LABEL: &str =
+        "pod-security.kubernetes.io/enforce-version";
 }

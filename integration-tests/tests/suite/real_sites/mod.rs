@@ -7,6 +7,7 @@
 mod kinds;
 mod outage;
 mod placement;
+mod podsecurity;
 mod rbac;
 mod reference;
 mod refusals;
@@ -76,9 +77,12 @@ impl RealEnv {
         });
         let (app, replication, replication_port) = match plane {
             Plane::AllInOne => (
-                TestApp::spawn_with(&[("sites.heartbeat_timeout_secs", "5".into())])
-                    .await
-                    .expect("control plane"),
+                TestApp::spawn_with(&[
+                    ("sites.heartbeat_timeout_secs", "5".into()),
+                    ("sites.certificate_recheck_secs", "2".into()),
+                ])
+                .await
+                .expect("control plane"),
                 None,
                 None,
             ),

@@ -634,3 +634,70 @@ async fn plain_heartbeats_reach_the_registry_in_batches_and_only_services_may_se
     let now = chrono::Utc::now().timestamp_micros();
     assert!(heartbeat_micros(&h.get_site("pa2-par").await) <= now + 1_000_000);
 }
+
+/// The site's Pod Security level reaches its agent first on every stream
+/// (before any object, so namespaces are made with it), and again when the
+/// operator changes it, within the certificate re-check period.
+#[tokio::test]
+async fn the_sites_pod_security_level_reaches_its_agent_and_follows_changes() {
+    let h = harness(&[], |c| c.certificate_recheck = Duration::from_secs(1)).await;
+    let id = h.site("pa2-par", &[("env", "edge")]).await;
+    h.scenario(&[("edge", "env=edge")], &["edge"]).await;
+    h.apply(&config_map("app-config", None)).await;
+    settle().await;
+    let mut agent = h.connect(Some(&id), "pa2-par", 0).await.expect("connect");
+    let first = agent
+        .rx
+        .message()
+        .await
+        .expect("stream")
+        .expect("a message");
+    assert_eq!(
+        first.msg,
+        Some(Msg::Settings(rpb::SiteSettings {
+            pod_security: "baseline".into()
+        })),
+        "the settings come before the snapshot"
+    );
+    let snap = agent.snapshot().await;
+    assert!(
+        snap.applies.iter().any(|a| a.contains("app-config")),
+        "{snap:?}"
+    );
+
+    spb::site_service_client::SiteServiceClient::new(h.ch.clone())
+        .update_site(authed(
+            &h.admin,
+            spb::UpdateSiteRequest {
+                site: Some(spb::Site {
+                    name: "sites/pa2-par".into(),
+                    pod_security: spb::PodSecurityLevel::Restricted as i32,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["pod_security".into()],
+                }),
+            },
+        ))
+        .await
+        .expect("raise the level");
+    for _ in 0..20 {
+        if !agent.settings.is_empty() {
+            break;
+        }
+        let _ = agent.next_within(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        agent.settings,
+        vec![rpb::SiteSettings {
+            pod_security: "restricted".into()
+        }],
+        "the new level reaches the open stream"
+    );
+    // A new stream starts with the new level.
+    drop(agent);
+    let mut again = h.connect(Some(&id), "pa2-par", 0).await.expect("reconnect");
+    let _ = again.snapshot().await;
+    assert_eq!(again.settings.len(), 1);
+    assert_eq!(again.settings[0].pod_security, "restricted");
+}

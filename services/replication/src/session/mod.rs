@@ -31,7 +31,7 @@ use crate::Shared;
 use crate::domain::{Membership, SiteId};
 use crate::error::ReplicationError;
 use crate::storage::{self, sites::StoredCursor};
-use crate::upstream::authority::AuthorityError;
+use crate::upstream::authority::{AuthorityError, VerifiedCert};
 
 /// Messages queued towards the agent; the transport's flow control does
 /// the rest.
@@ -200,11 +200,12 @@ impl pb::site_sync_server::SiteSync for SiteSyncService {
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let shared = &self.0;
         let der = client_cert(&request)?;
-        let site = shared
+        let verified = shared
             .authority
             .verify(&der)
             .await
             .map_err(authority_error)?;
+        let site = verified.site.clone();
         let mut inbound = request.into_inner();
         let hello = read_hello(&mut inbound, shared.config.hello_timeout).await?;
         let claimed = SiteId::parse("hello.site", &hello.site)?;
@@ -279,12 +280,16 @@ impl pb::site_sync_server::SiteSync for SiteSyncService {
         }
 
         let (out_tx, out_rx) = mpsc::channel(OUT_BUFFER);
+        // The site's settings go first, before any object, so the agent makes
+        // its namespaces with them.
+        let _ = out_tx.try_send(Ok(settings_message(&verified)));
         let (ack_tx, ack_rx) = watch::channel(hello.last_acked_revision);
         let driver = Driver {
             shared: shared.clone(),
             handle,
             der,
             out: out_tx,
+            verified,
         };
         tokio::spawn(driver.run(inbound, cmd_rx, ack_tx, ack_rx, hello, stored));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
@@ -313,6 +318,8 @@ struct Driver {
     handle: Arc<SessionHandle>,
     der: Vec<u8>,
     out: mpsc::Sender<Result<pb::ControlMessage, Status>>,
+    /// What the certificate check said at connect time.
+    verified: VerifiedCert,
 }
 
 impl Driver {
@@ -337,7 +344,7 @@ impl Driver {
         let result = tokio::select! {
             r = outbound.run(hello.last_acked_revision, stored) => r,
             r = reader.run(stream, ack_tx) => r,
-            r = recheck_certificate(&self.shared, &self.der, self.shared.config.certificate_recheck) => r,
+            r = recheck_certificate(&self.shared, &self.der, &self.out, self.verified.clone()) => r,
             _ = self.handle.end.cancelled() => Err(self.handle.reason()),
         };
         match &result {
@@ -385,15 +392,40 @@ impl Driver {
     }
 }
 
+/// The SiteSettings message for what a certificate check said.
+fn settings_message(verified: &VerifiedCert) -> pb::ControlMessage {
+    pb::ControlMessage {
+        msg: Some(pb::control_message::Msg::Settings(pb::SiteSettings {
+            pod_security: verified.pod_security.clone(),
+        })),
+    }
+}
+
 /// Ends the session when the certificate stops being trusted (revoked,
-/// site decommissioned). Never returns Ok.
-async fn recheck_certificate(shared: &Shared, der: &[u8], every: Duration) -> Result<(), Status> {
+/// site decommissioned), and sends the site's settings again when the
+/// operator changed them. Never returns Ok.
+async fn recheck_certificate(
+    shared: &Shared,
+    der: &[u8],
+    out: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+    mut known: VerifiedCert,
+) -> Result<(), Status> {
+    let every = shared.config.certificate_recheck;
     let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
     ticker.tick().await;
     loop {
         ticker.tick().await;
         match shared.authority.verify(der).await {
-            Ok(_) => {}
+            Ok(now) => {
+                if now.pod_security != known.pod_security && !now.pod_security.is_empty() {
+                    tracing::info!(site = %now.site, from = %known.pod_security,
+                        to = %now.pod_security, "site settings changed");
+                    out.send(Ok(settings_message(&now)))
+                        .await
+                        .map_err(|_| Status::cancelled("the stream ended"))?;
+                    known = now;
+                }
+            }
             Err(AuthorityError::Unavailable(m)) => {
                 tracing::debug!(error = %m, "certificate re-check unavailable");
             }

@@ -33,12 +33,23 @@ pub enum AuthorityError {
     Unavailable(String),
 }
 
+/// A trusted site certificate: the site it names and what the operator
+/// decided about that site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCert {
+    /// The site id (`pa2-par`).
+    pub site: String,
+    /// The site's Pod Security level (`baseline`); empty when the registry
+    /// does not say.
+    pub pod_security: String,
+}
+
 /// Verifies and renews site certificates.
 #[async_trait::async_trait]
 pub trait SiteAuthority: Send + Sync + 'static {
-    /// The site id a presented client certificate (DER) names, when the
+    /// The site a presented client certificate (DER) names, when the
     /// control plane issued it and still trusts it.
-    async fn verify(&self, cert_der: &[u8]) -> Result<String, AuthorityError>;
+    async fn verify(&self, cert_der: &[u8]) -> Result<VerifiedCert, AuthorityError>;
 
     /// A fresh certificate for the site `cert_der` names, for the CSR's key.
     async fn renew(&self, cert_der: &[u8], csr_pem: &str) -> Result<Renewed, AuthorityError>;
@@ -57,11 +68,14 @@ fn site_error(e: SiteError) -> AuthorityError {
 
 #[async_trait::async_trait]
 impl SiteAuthority for SiteRegistry {
-    async fn verify(&self, cert_der: &[u8]) -> Result<String, AuthorityError> {
+    async fn verify(&self, cert_der: &[u8]) -> Result<VerifiedCert, AuthorityError> {
         self.core()
             .verify_site_certificate(cert_der)
             .await
-            .map(|v| v.site)
+            .map(|v| VerifiedCert {
+                site: v.site,
+                pod_security: v.pod_security.as_str().to_owned(),
+            })
             .map_err(site_error)
     }
 
@@ -97,7 +111,7 @@ pub fn pem_of(der: &[u8]) -> String {
 
 #[async_trait::async_trait]
 impl SiteAuthority for GrpcAuthority {
-    async fn verify(&self, cert_der: &[u8]) -> Result<String, AuthorityError> {
+    async fn verify(&self, cert_der: &[u8]) -> Result<VerifiedCert, AuthorityError> {
         let reply = self
             .0
             .registration()
@@ -113,7 +127,16 @@ impl SiteAuthority for GrpcAuthority {
         if !reply.valid {
             return Err(AuthorityError::Untrusted(reply.reason));
         }
-        Ok(reply.site.trim_start_matches("sites/").to_owned())
+        let pod_security = match sites::PodSecurityLevel::try_from(reply.pod_security) {
+            Ok(sites::PodSecurityLevel::Privileged) => "privileged",
+            Ok(sites::PodSecurityLevel::Baseline) => "baseline",
+            Ok(sites::PodSecurityLevel::Restricted) => "restricted",
+            _ => "",
+        };
+        Ok(VerifiedCert {
+            site: reply.site.trim_start_matches("sites/").to_owned(),
+            pod_security: pod_security.to_owned(),
+        })
     }
 
     async fn renew(&self, _cert_der: &[u8], _csr_pem: &str) -> Result<Renewed, AuthorityError> {

@@ -62,6 +62,13 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The site's Pod Security level (`privileged`, `baseline`, `restricted`),
+    /// as the control plane sent it: every physical namespace the backend
+    /// makes, and every one it made before, carries it as its
+    /// `pod-security.kubernetes.io/enforce` label, so the site's own admission
+    /// is a second wall behind the gateway's.
+    fn set_pod_security(&self, _level: &str) {}
+
     /// Logs of a pod's container (following when asked).
     async fn logs(&self, params: &LogParams) -> Result<LogStream, BackendError>;
 

@@ -401,6 +401,13 @@ impl<'a> Session<'a> {
                     return Err(AgentError::Renewed);
                 }
             }
+            Command::Settings { pod_security } => {
+                if let Some(level) = pod_security {
+                    // Before the next apply reaches the applier: namespaces
+                    // made from now on carry the level.
+                    self.backend.set_pod_security(&level);
+                }
+            }
             Command::Renewed(Err(reason)) => {
                 tracing::warn!(site = %self.config.site, %reason,
                     "renewal over the stream failed; renewing directly");

@@ -27,6 +27,8 @@ pub struct VerifiedSite {
     pub site: String,
     pub serial: String,
     pub expire_time: DateTime<Utc>,
+    /// The site's Pod Security level now (the agent labels its namespaces).
+    pub pod_security: PodSecurityLevel,
 }
 
 /// Who is reporting a site's status.
@@ -205,6 +207,7 @@ impl Core {
             site,
             serial,
             expire_time: stored.not_after,
+            pod_security: stored.pod_security,
         })
     }
 

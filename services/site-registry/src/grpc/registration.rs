@@ -191,12 +191,14 @@ impl pb::registration_service_server::RegistrationService for Registration {
                 valid: true,
                 reason: String::new(),
                 expire_time: Some(convert::ts(v.expire_time)),
+                pod_security: convert::pod_security(v.pod_security).into(),
             },
             Err(reason) => pb::CheckCertificateResponse {
                 site: site_name(&site),
                 valid: false,
                 reason,
                 expire_time: None,
+                pod_security: pb::PodSecurityLevel::Unspecified.into(),
             },
         }))
     }

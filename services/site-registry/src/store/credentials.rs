@@ -6,7 +6,7 @@ use manifold_db::{DbError, Tx, sqlx};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::domain::{RegistrationSecret, SiteState};
+use crate::domain::{PodSecurityLevel, RegistrationSecret, SiteState};
 use crate::error::SiteError;
 
 /// Tokens are kept this long after expiring or being used, then purged.
@@ -203,12 +203,13 @@ pub struct StoredCert {
     pub tenant_id: Option<Uuid>,
     pub site: String,
     pub site_state: SiteState,
+    pub pod_security: PodSecurityLevel,
 }
 
 pub async fn get_cert(tx: &mut Tx, serial: &str) -> Result<Option<StoredCert>, SiteError> {
     let row = sqlx::query(
         "SELECT c.certificate_pem, c.not_after, c.revoke_time, c.site_id, c.tenant_id, \
-         s.name, s.state FROM sites.issued_certs c JOIN sites.sites s ON s.id = c.site_id \
+         s.name, s.state, s.pod_security FROM sites.issued_certs c JOIN sites.sites s ON s.id = c.site_id \
          WHERE c.serial = $1",
     )
     .bind(serial)
@@ -223,5 +224,6 @@ pub async fn get_cert(tx: &mut Tx, serial: &str) -> Result<Option<StoredCert>, S
         tenant_id: r.get("tenant_id"),
         site: r.get("name"),
         site_state: SiteState::parse(r.get::<&str, _>("state")),
+        pod_security: PodSecurityLevel::parse(r.get::<&str, _>("pod_security")).unwrap_or_default(),
     }))
 }

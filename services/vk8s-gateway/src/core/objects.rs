@@ -292,6 +292,8 @@ impl Core {
                         if !dry_run {
                             objects::insert(tx, dek, vc, &key, &target, &mut obj).await?;
                             quota.check_after_write(tx, vc, &target, true, 0).await?;
+                            let pods = super::quota::pods_of(kind.group, kind.kind, &obj);
+                            quota.check_pods_after_write(tx, vc, &target, pods).await?;
                         }
                         Ok(Written {
                             object: obj,
@@ -324,9 +326,14 @@ impl Core {
                             });
                         }
                         let grown = json_len(&new) - json_len(&old);
+                        let more_pods = super::quota::pods_of(kind.group, kind.kind, &new)
+                            - super::quota::pods_of(kind.group, kind.kind, &old);
                         objects::update(tx, dek, vc, &key, &old, &mut new).await?;
                         quota
                             .check_after_write(tx, vc, &target, false, grown)
+                            .await?;
+                        quota
+                            .check_pods_after_write(tx, vc, &target, more_pods)
                             .await?;
                         Ok(Written {
                             object: new,

@@ -83,22 +83,50 @@ pub fn virtual_cluster_label(vc: &VirtualCluster) -> String {
     }
 }
 
-/// The Namespace object the agent creates for a vK8s.
-pub fn namespace_object(vc: &VirtualCluster) -> Value {
+/// The Namespace object the agent creates for a vK8s; with the site's Pod
+/// Security level (when known) as the namespace's enforce label, so the site's
+/// own admission refuses what the level forbids.
+pub fn namespace_object(vc: &VirtualCluster, pod_security: Option<&str>) -> Value {
+    let mut labels = serde_json::Map::new();
+    labels.insert(
+        well_known::MANAGED_BY_LABEL.into(),
+        well_known::MANAGED_BY_VALUE.into(),
+    );
+    labels.insert(
+        well_known::VIRTUAL_CLUSTER_LABEL.into(),
+        virtual_cluster_label(vc).into(),
+    );
+    if let Some(level) = pod_security {
+        labels.insert(well_known::POD_SECURITY_ENFORCE_LABEL.into(), level.into());
+        labels.insert(
+            well_known::POD_SECURITY_ENFORCE_VERSION_LABEL.into(),
+            "latest".into(),
+        );
+    }
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {
             "name": physical_namespace(vc),
-            "labels": {
-                well_known::MANAGED_BY_LABEL: well_known::MANAGED_BY_VALUE,
-                well_known::VIRTUAL_CLUSTER_LABEL: virtual_cluster_label(vc),
-            },
+            "labels": labels,
             "annotations": {
                 well_known::VIRTUAL_CLUSTER_ANNOTATION: vc.to_string(),
             },
         },
     })
+}
+
+/// Whether a namespace's enforce label already says `pod_security` (nothing
+/// to say counts as yes).
+pub fn pod_security_labelled(namespace: &Value, pod_security: Option<&str>) -> bool {
+    let Some(level) = pod_security else {
+        return true;
+    };
+    namespace
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(well_known::POD_SECURITY_ENFORCE_LABEL))
+        .and_then(Value::as_str)
+        == Some(level)
 }
 
 /// Whether the agent applied this object itself (server-side apply under
@@ -517,6 +545,30 @@ mod tests {
 
     fn vc(t: &str, n: &str, v: &str) -> VirtualCluster {
         VirtualCluster::new(t, n, v).unwrap()
+    }
+
+    #[test]
+    fn namespaces_carry_the_sites_pod_security_level_when_known() {
+        let v = vc("acme", "shop", "demo");
+        let ns = namespace_object(&v, Some("restricted"));
+        let labels = &ns["metadata"]["labels"];
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+        assert_eq!(
+            labels["pod-security.kubernetes.io/enforce-version"],
+            "latest"
+        );
+        assert_eq!(labels["manifold.dev/managed-by"], "manifold");
+        assert!(pod_security_labelled(&ns, Some("restricted")));
+        assert!(!pod_security_labelled(&ns, Some("baseline")));
+        // Not told: no label, and nothing to change.
+        let plain = namespace_object(&v, None);
+        assert!(
+            plain["metadata"]["labels"]
+                .get("pod-security.kubernetes.io/enforce")
+                .is_none()
+        );
+        assert!(pod_security_labelled(&plain, None));
+        assert!(!pod_security_labelled(&plain, Some("baseline")));
     }
 
     #[test]

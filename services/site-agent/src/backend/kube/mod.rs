@@ -55,6 +55,8 @@ pub(crate) struct KubeInner {
     unlisted: AtomicUsize,
     /// Namespaces the agent is deleting itself (their deletion is no drift).
     removing: Mutex<HashSet<String>>,
+    /// The site's Pod Security level, as the control plane last sent it.
+    pod_security: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,6 +120,7 @@ impl KubeBackend {
             nodes_listed: AtomicBool::new(false),
             unlisted: AtomicUsize::new(watch::WATCH_COUNT),
             removing: Mutex::new(HashSet::new()),
+            pod_security: Mutex::new(None),
         });
         let stop = CancellationToken::new();
         watch::spawn_all(&inner, &stop);
@@ -216,18 +219,63 @@ impl KubeInner {
                 });
             }
             lock(&self.removing).remove(&name);
+            let level = lock(&self.pod_security).clone();
+            let value = serde_json::to_value(&existing).unwrap_or_default();
+            if !mapping::pod_security_labelled(&value, level.as_deref()) {
+                self.label_namespace(vc, level.as_deref()).await?;
+            }
         } else {
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&mapping::namespace_object(vc)),
-            )
-            .await
-            .map_err(backend_error)?;
+            let level = lock(&self.pod_security).clone();
+            self.label_namespace(vc, level.as_deref()).await?;
             tracing::info!(site = %self.site, namespace = %name, %vc, "created namespace");
         }
         lock(&self.namespaces).insert(name.clone(), vc.clone());
         Ok(name)
+    }
+
+    /// Applies the namespace of `vc` with the agent's labels and `level`.
+    async fn label_namespace(
+        &self,
+        vc: &VirtualCluster,
+        level: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.patch(
+            &physical_namespace(vc),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&mapping::namespace_object(vc, level)),
+        )
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    /// Labels every namespace the agent made with the site's Pod Security
+    /// level (after the operator changed it, or on the first stream after a
+    /// restart). A namespace that cannot be labelled now is labelled when
+    /// the next object of its vK8s is applied.
+    async fn relabel_namespaces(&self) -> Result<usize, BackendError> {
+        let level = lock(&self.pod_security).clone();
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let namespaces = api
+            .list(&ListParams::default().labels(&managed_selector()))
+            .await
+            .map_err(backend_error)?;
+        let mut relabelled = 0;
+        for ns in namespaces.items {
+            let value = serde_json::to_value(&ns).unwrap_or_default();
+            let Some(vc) = mapping::virtual_cluster_of(&value) else {
+                continue;
+            };
+            if ns.metadata.deletion_timestamp.is_some()
+                || mapping::pod_security_labelled(&value, level.as_deref())
+            {
+                continue;
+            }
+            self.label_namespace(&vc, level.as_deref()).await?;
+            relabelled += 1;
+        }
+        Ok(relabelled)
     }
 
     /// Deletes the physical namespace of `vc` (everything in it goes with it),
@@ -312,6 +360,28 @@ impl KubeInner {
 
 #[async_trait::async_trait]
 impl Backend for KubeBackend {
+    fn set_pod_security(&self, level: &str) {
+        {
+            let mut current = lock(&self.inner.pod_security);
+            if current.as_deref() == Some(level) {
+                return;
+            }
+            *current = Some(level.to_owned());
+        }
+        // Namespaces verified before are checked again at their next apply.
+        lock(&self.inner.namespaces).clear();
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            match inner.relabel_namespaces().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(site = %inner.site, namespaces = n,
+                    level = ?lock(&inner.pod_security), "namespaces relabelled"),
+                Err(e) => tracing::warn!(site = %inner.site, error = %e,
+                    "relabelling namespaces with the Pod Security level"),
+            }
+        });
+    }
+
     async fn apply(&self, object: &DesiredObject) -> Result<(), BackendError> {
         let key = &object.key;
         if key.kind == "Namespace" && key.group().is_empty() {

@@ -103,6 +103,9 @@ pub(crate) struct Inner {
     wake: Arc<Notify>,
     /// The knob of [`SimulatedBackend::set_unreachable`].
     unreachable: AtomicBool,
+    /// The Pod Security level the control plane sent (a simulated site has
+    /// no admission of its own; the gateway's wall is the one that holds).
+    pod_security: Mutex<Option<String>>,
 }
 
 /// Annotation making the simulated site refuse an object with its value as message.
@@ -133,6 +136,15 @@ impl Inner {
 }
 
 impl SimulatedBackend {
+    /// The Pod Security level the control plane last sent, if any.
+    pub fn pod_security(&self) -> Option<String> {
+        self.inner
+            .pod_security
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// A site `site` with `nodes` nodes. Must be called within a Tokio runtime.
     pub fn new(site: &str, nodes: usize, options: SimulatedOptions) -> Self {
         let inner = Arc::new(Inner {
@@ -140,6 +152,7 @@ impl SimulatedBackend {
             feed: Arc::new(StatusFeed::new()),
             wake: Arc::new(Notify::new()),
             unreachable: AtomicBool::new(false),
+            pod_security: Mutex::new(None),
         });
         let stop = CancellationToken::new();
         tokio::spawn(drive(
@@ -239,6 +252,14 @@ async fn drive(inner: Weak<Inner>, wake: Arc<Notify>, stop: CancellationToken) {
 
 #[async_trait::async_trait]
 impl Backend for SimulatedBackend {
+    fn set_pod_security(&self, level: &str) {
+        *self
+            .inner
+            .pod_security
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(level.to_owned());
+    }
+
     async fn apply(&self, object: &DesiredObject) -> Result<(), BackendError> {
         self.reachable()?;
         if let Some(message) = object
