@@ -9,7 +9,7 @@
 //! observed state from the replication service on the same listener, and the
 //! simulated agents stream to it over mTLS like remote ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -287,6 +287,116 @@ impl Kube {
     }
 }
 
+/// Every site runs `web-0` and `web-1` of the same StatefulSet: each pod is
+/// `{ordinal}.{site}` in the vK8s, and get, logs and delete of one reach that
+/// site's pod and no other.
+async fn statefulset_pods_are_named_per_site(kube: &Kube) {
+    kube.apply(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec:\n  replicas: 2\n  serviceName: web\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: 'nginx:1.27'}]}\n",
+    )
+    .await;
+    let expected: BTreeSet<String> = SITES
+        .iter()
+        .flat_map(|s| [format!("web-0.{s}"), format!("web-1.{s}")])
+        .collect();
+    let web_pods = || async {
+        let text = kube
+            .ok(&["get", "pods", "-l", "app=web", "-o", "json"])
+            .await;
+        let list: Value = serde_json::from_str(&text).expect("pod list");
+        list["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .map(|p| {
+                (
+                    p["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    p,
+                )
+            })
+            .collect::<BTreeMap<String, Value>>()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let pods = loop {
+        let pods = web_pods().await;
+        if pods.keys().cloned().collect::<BTreeSet<_>>() == expected {
+            break pods;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "StatefulSet pods {:?}, expected {expected:?}",
+            pods.keys()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for (name, pod) in &pods {
+        let (ordinal, site) = name.split_once('.').unwrap();
+        assert_eq!(
+            pod["metadata"]["labels"]["manifold.dev/site"], site,
+            "{pod}"
+        );
+        assert_eq!(
+            pod["metadata"]["annotations"]["manifold.dev/site-pod-name"], ordinal,
+            "{pod}"
+        );
+    }
+    // Each name is one pod: get and logs come from its site.
+    let one: Value = serde_json::from_str(
+        &kube
+            .ok(&["get", "pod", "web-0.ny8-nyc", "-o", "json"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(one["metadata"]["labels"]["manifold.dev/site"], "ny8-nyc");
+    assert!(
+        one["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("ny8-nyc-node-")),
+        "{one}"
+    );
+    let logs = kube.ok(&["logs", "web-1.ams9-ams", "--tail=2"]).await;
+    assert!(
+        logs.contains("pod=web-1") && logs.contains("node=ams9-ams-node-"),
+        "{logs}"
+    );
+    // The ordinal alone names no pod of the vK8s.
+    let err = kubectl(&kube.home, &kube.config, &["get", "pod", "web-0"], None)
+        .await
+        .expect_err("web-0 alone is not a vK8s pod name");
+    assert!(err.contains("not found"), "{err}");
+    // Deleting one site's web-0 replaces that pod only.
+    let uid = |p: &Value| p["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+    kube.ok(&["delete", "pod", "web-0.ny8-nyc", "--wait=false"])
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = web_pods().await;
+        let replaced = now
+            .get("web-0.ny8-nyc")
+            .is_some_and(|p| uid(p) != uid(&pods["web-0.ny8-nyc"]));
+        if replaced {
+            for (name, before) in &pods {
+                if name != "web-0.ny8-nyc" {
+                    assert_eq!(uid(&now[name]), uid(before), "{name} was replaced too");
+                }
+            }
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "web-0.ny8-nyc never replaced: {:?}",
+            now.keys()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    kube.ok(&["delete", "statefulset", "web"]).await;
+}
+
 fn image_of(pod: &Value) -> &str {
     pod["spec"]["containers"][0]["image"]
         .as_str()
@@ -366,10 +476,17 @@ async fn the_reference_scenario_through_kubectl() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Its name is the site's pod name and the site; the site logs under its
+    // own name.
+    let site_pod = by_site["ny8-nyc"][0]["metadata"]["annotations"]["manifold.dev/site-pod-name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(pod, format!("{site_pod}.ny8-nyc"));
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let logs = kube.ok(&["logs", &pod, "--tail=3"]).await;
-        if logs.contains(&format!("pod={pod}")) {
+        if logs.contains(&format!("pod={site_pod}")) {
             break;
         }
         assert!(
@@ -409,6 +526,8 @@ async fn the_reference_scenario_through_kubectl() {
             .all(|p| image_of(p) == "productpage:v2")
     })
     .await;
+
+    statefulset_pods_are_named_per_site(&kube).await;
 
     // A site that leaves the virtual site loses its pods.
     relabel_site(&ch, &app.admin_token, "ams9-ams", &[("env", "lab")]).await;

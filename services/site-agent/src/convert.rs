@@ -285,6 +285,7 @@ pub fn object_status_to_proto(site: &str, o: &ObservedObject) -> pb::ObjectStatu
         observed_revision: o.observed_revision,
         update_time: None,
         failure: o.failure.as_ref().map(failure_to_proto),
+        site_offline: false,
     }
 }
 

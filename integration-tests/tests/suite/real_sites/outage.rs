@@ -1,6 +1,7 @@
 //! One site's API server stops for 30 s: the site is reported DEGRADED with the
 //! agent's error (its stream stays up), the other site keeps converging, and once
-//! the API server is back the site catches up and is ONLINE again.
+//! the API server is back the site catches up and is ONLINE again. Then its
+//! agent stops: the site goes OFFLINE and the vK8s says what is known of it.
 
 use std::time::Duration;
 
@@ -62,4 +63,55 @@ async fn an_api_server_outage_degrades_one_site_and_it_catches_up() {
     let cm: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
         kube::Api::namespaced(env.site_client("ny8-nyc").await, super::PHYSICAL_NS);
     assert!(cm.get_opt("during").await.unwrap().is_some());
+
+    // The agent of ny8-nyc goes away: once the heartbeat timeout passes the
+    // site is OFFLINE, its pods show their last state as Unknown/SiteOffline
+    // with no container ready, READY counts only pa2-par, and the Deployment
+    // has a condition naming the site.
+    env.stop_agent("ny8-nyc").await;
+    env.wait_for("ny8-nyc OFFLINE", || async {
+        env.site("ny8-nyc").await.state == State::Offline as i32
+    })
+    .await;
+    env.wait_for("ny8-nyc's pods shown as SiteOffline", || async {
+        let table = kc.ok(&["get", "pods", "-l", "app=productpage"]).await;
+        let offline: Vec<&str> = table
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|n| n.ends_with(".ny8-nyc"))
+            })
+            .collect();
+        offline.len() == 3
+            && offline
+                .iter()
+                .all(|l| l.contains("SiteOffline") && l.contains(" 0/1 "))
+    })
+    .await;
+    kc.wait_ready("3/6").await;
+    let deploy: serde_json::Value =
+        serde_json::from_str(&kc.ok(&["get", "deploy", "productpage", "-o", "json"]).await)
+            .unwrap();
+    let condition = deploy["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "SitesOnline")
+        .cloned()
+        .unwrap_or_else(|| panic!("no SitesOnline condition: {deploy}"));
+    assert_eq!(condition["status"], "False", "{condition}");
+    assert!(
+        condition["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ny8-nyc"),
+        "{condition}"
+    );
+    // Back: everything is known again.
+    env.start_agent("ny8-nyc", &env.cluster("ny8-nyc").kubeconfig())
+        .await;
+    kc.wait_ready("6/6").await;
+    let deploy = kc.ok(&["get", "deploy", "productpage", "-o", "json"]).await;
+    assert!(!deploy.contains("SitesOnline"), "{deploy}");
 }

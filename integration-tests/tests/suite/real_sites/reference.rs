@@ -58,9 +58,17 @@ async fn the_reference_scenario_on_three_real_clusters() {
             .iter()
             .map(|p| p.metadata.name.clone().unwrap())
             .collect();
+        // Each shown as `{name on the site}.{site}`.
         let shown: BTreeSet<String> = by_site[site]
             .iter()
-            .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+            .map(|p| {
+                let name = p["metadata"]["name"].as_str().unwrap();
+                let site_pod = p["metadata"]["annotations"]["manifold.dev/site-pod-name"]
+                    .as_str()
+                    .unwrap();
+                assert_eq!(name, format!("{site_pod}.{site}"));
+                site_pod.to_owned()
+            })
             .collect();
         assert_eq!(physical, shown, "{site}");
     }
@@ -130,8 +138,15 @@ async fn the_reference_scenario_on_three_real_clusters() {
         true
     })
     .await;
-    let pods = kc.ok(&["get", "pods", "-o", "name"]).await;
-    assert!(pods.trim().is_empty(), "{pods}");
+    // The sites report their pods gone on their own schedule: the vK8s
+    // follows them, it does not guess.
+    env.wait_for("no pods left in the vK8s", || async {
+        kc.ok(&["get", "pods", "-o", "name"])
+            .await
+            .trim()
+            .is_empty()
+    })
+    .await;
     // The vK8s holds nothing else: its physical namespace goes too.
     env.wait_for("the namespace removed from every site", || async {
         for site in SITES {

@@ -182,6 +182,7 @@ async fn status_reports_become_pods_watches_statuses_deletes_and_logs() {
             status: Some(structure(&[("readyReplicas", Kind::NumberValue(2.0))])),
             observed_revision: 7,
             update_time: None,
+            site_offline: false,
         }],
         events: vec![rpb::SiteEvent {
             virtual_cluster: VK.into(),
@@ -484,7 +485,23 @@ async fn a_site_whose_stream_is_gone_goes_offline_and_comes_back() {
         }))
         .await;
     agent
-        .send(report(true, vec![pod("web-a", "par-node-1")]))
+        .send(Out::Status(rpb::StatusReport {
+            full: true,
+            pods: vec![pod("web-a", "par-node-1")],
+            objects: vec![rpb::ObjectStatus {
+                r#ref: Some(rpb::ObjectRef {
+                    virtual_cluster: VK.into(),
+                    api_version: "apps/v1".into(),
+                    kind: "Deployment".into(),
+                    namespace: "shop".into(),
+                    name: "web".into(),
+                }),
+                status: Some(structure(&[("readyReplicas", Kind::NumberValue(1.0))])),
+                observed_revision: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }))
         .await;
     let online = wait_state(&h, spb::site::State::Online).await;
     assert_eq!(online.agent_version, "fake-agent/1");
@@ -510,6 +527,42 @@ async fn a_site_whose_stream_is_gone_goes_offline_and_comes_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(offline, "the pods of an offline site are flagged");
+    // So is the site's status of each object.
+    let web = rpb::GetObjectStatusRequest {
+        r#ref: Some(rpb::ObjectRef {
+            virtual_cluster: VK.into(),
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+        }),
+    };
+    let statuses = api
+        .get_object_status(authed(&h.admin, web.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .statuses;
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert!(statuses[0].site_offline, "{statuses:?}");
+    // kubectl shows what is known: the pod's last state, phase Unknown,
+    // reason SiteOffline, under its vK8s name.
+    let json = h
+        .kubectl(
+            &["-n", "shop", "get", "pod", "web-a.pa2-par", "-o", "json"],
+            None,
+        )
+        .await;
+    let shown: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(shown["status"]["phase"], "Unknown", "{shown}");
+    assert_eq!(shown["status"]["reason"], "SiteOffline", "{shown}");
+    assert_eq!(shown["spec"]["nodeName"], "par-node-1", "{shown}");
+    let table = h.kubectl(&["-n", "shop", "get", "pods"], None).await;
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web-a.pa2-par "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("SiteOffline"), "{table}");
     let sessions = api
         .list_sessions(authed(&h.admin, rpb::ListSessionsRequest {}))
         .await
@@ -523,6 +576,13 @@ async fn a_site_whose_stream_is_gone_goes_offline_and_comes_back() {
     wait_state(&h, spb::site::State::Online).await;
     // Cleared when the stream is back (before the agent reports anything).
     assert!(!pods_of(&mut api, &h.admin, 1).await.pods[0].site_offline);
+    let statuses = api
+        .get_object_status(authed(&h.admin, web))
+        .await
+        .unwrap()
+        .into_inner()
+        .statuses;
+    assert!(!statuses[0].site_offline, "{statuses:?}");
 }
 
 fn beat(node: &str) -> Out {

@@ -146,13 +146,17 @@ async fn a_site_cannot_make_its_pod_answer_for_another_sites_pod() {
     ]))
     .await;
     let pods = wait_pods(&h, 3).await;
-    // Every pod shows the name it was stored under and the site that
-    // reported it, whatever its object claimed.
-    let mut seen: Vec<(String, String)> = pods
+    // Every pod shows the name it was stored under, joined to the site that
+    // reported it, whatever its object claimed: the two web-abc are two pods.
+    let mut seen: Vec<(String, String, String)> = pods
         .iter()
         .map(|p| {
             (
                 p["metadata"]["name"].as_str().unwrap().to_owned(),
+                p["metadata"]["annotations"]["manifold.dev/site-pod-name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
                 p["metadata"]["labels"]["manifold.dev/site"]
                     .as_str()
                     .unwrap()
@@ -161,58 +165,69 @@ async fn a_site_cannot_make_its_pod_answer_for_another_sites_pod() {
         })
         .collect();
     seen.sort();
+    let row = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
     assert_eq!(
         seen,
         [
-            ("decoy".to_owned(), "ny8-nyc".to_owned()),
-            ("web-abc".to_owned(), "ny8-nyc".to_owned()),
-            ("web-abc".to_owned(), "pa2-par".to_owned()),
+            row("decoy.ny8-nyc", "decoy", "ny8-nyc"),
+            row("web-abc.ny8-nyc", "web-abc", "ny8-nyc"),
+            row("web-abc.pa2-par", "web-abc", "pa2-par"),
         ]
     );
 
-    // The name both sites report answers for neither: no get, no logs, no
-    // delete, and nothing reaches either agent.
-    let got = kubectl(&h, &["get", "pod", "web-abc", "-o", "json"]).await;
-    let err = got.expect_err("an ambiguous name must not answer");
+    // The site's bare name answers for no pod: no get, no logs, no delete,
+    // and nothing reaches either agent.
+    let err = kubectl(&h, &["get", "pod", "web-abc", "-o", "json"])
+        .await
+        .expect_err("a bare site pod name is not a vK8s pod name");
     assert!(
-        err.contains("Conflict") || err.contains("each report a pod"),
+        err.contains("NotFound") || err.contains("not found"),
         "{err}"
     );
-    assert!(!err.contains("evil-node"), "{err}");
     let err = kubectl(&h, &["logs", "web-abc"])
         .await
         .expect_err("no logs");
-    assert!(err.contains("each report a pod"), "{err}");
+    assert!(err.contains("not found"), "{err}");
     let err = kubectl(&h, &["delete", "pod", "web-abc", "--wait=false"])
         .await
         .expect_err("no delete");
-    assert!(err.contains("each report a pod"), "{err}");
-    nothing_reaches(&mut n, "ambiguous name").await;
-    nothing_reaches(&mut p, "ambiguous name").await;
-    // The decoy is only itself.
-    let decoy: Value = serde_json::from_str(
-        &kubectl(&h, &["get", "pod", "decoy", "-o", "json"])
-            .await
-            .expect("decoy"),
-    )
-    .unwrap();
+    assert!(err.contains("not found"), "{err}");
+    nothing_reaches(&mut n, "bare name").await;
+    nothing_reaches(&mut p, "bare name").await;
+    // Each name is its own site's pod, whatever the other site claims.
+    let get = |name: &'static str| {
+        let h = &h;
+        async move {
+            let out = kubectl(h, &["get", "pod", name, "-o", "json"])
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            serde_json::from_str::<Value>(&out).unwrap()
+        }
+    };
+    let par_pod = get("web-abc.pa2-par").await;
+    assert_eq!(
+        par_pod["metadata"]["labels"]["manifold.dev/site"],
+        "pa2-par"
+    );
+    assert_eq!(par_pod["spec"]["nodeName"], "par-node-1");
+    let nyc_pod = get("web-abc.ny8-nyc").await;
+    assert_eq!(
+        nyc_pod["metadata"]["labels"]["manifold.dev/site"],
+        "ny8-nyc"
+    );
+    assert_eq!(nyc_pod["spec"]["nodeName"], "evil-node");
+    let decoy = get("decoy.ny8-nyc").await;
     assert_eq!(decoy["metadata"]["labels"]["manifold.dev/site"], "ny8-nyc");
     assert_eq!(decoy["spec"]["nodeName"], "evil-node");
+    // A name joining a pod to a site that does not report it is no pod.
+    let err = kubectl(&h, &["get", "pod", "decoy.pa2-par"])
+        .await
+        .expect_err("pa2-par runs no decoy");
+    assert!(err.contains("not found"), "{err}");
 
-    // Once only pa2-par reports web-abc, the name is pa2-par's pod again:
-    // get shows it, delete reaches pa2-par and only pa2-par.
-    n.send(full(vec![pod("decoy", "evil-node", "decoy", "ny8-nyc")]))
-        .await;
-    wait_pods(&h, 2).await;
-    let got: Value = serde_json::from_str(
-        &kubectl(&h, &["get", "pod", "web-abc", "-o", "json"])
-            .await
-            .expect("the one web-abc"),
-    )
-    .unwrap();
-    assert_eq!(got["metadata"]["labels"]["manifold.dev/site"], "pa2-par");
-    assert_eq!(got["spec"]["nodeName"], "par-node-1");
-    kubectl(&h, &["delete", "pod", "web-abc", "--wait=false"])
+    // Delete of pa2-par's web-abc reaches pa2-par and only pa2-par, with
+    // the site's own pod name.
+    kubectl(&h, &["delete", "pod", "web-abc.pa2-par", "--wait=false"])
         .await
         .expect("delete");
     let seen = p.until(|m| matches!(m, Msg::DeletePod(_))).await;

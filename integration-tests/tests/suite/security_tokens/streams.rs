@@ -56,7 +56,9 @@ async fn operator(ch: &Channel, admin: &str, id: &str) -> String {
 }
 
 /// The name of a Running pod of the vK8s, waited for (bounded).
-async fn running_pod(kubectl: &Kubectl) -> String {
+/// A Running pod: its vK8s name and its name on its site (what
+/// replication's gRPC API takes).
+async fn running_pod(kubectl: &Kubectl) -> (String, String) {
     for _ in 0..120 {
         let text = kubectl.ok(&["get", "pods", "-o", "json"]).await;
         let list: Value = serde_json::from_str(&text).expect("pod list");
@@ -65,9 +67,12 @@ async fn running_pod(kubectl: &Kubectl) -> String {
             .into_iter()
             .flatten()
             .find(|p| p["status"]["phase"] == "Running")
-            .and_then(|p| p["metadata"]["name"].as_str())
+            .and_then(|p| {
+                let site_pod = p["metadata"]["annotations"]["manifold.dev/site-pod-name"].as_str();
+                Some((p["metadata"]["name"].as_str()?, site_pod?))
+            })
         {
-            return name.to_owned();
+            return (name.0.to_owned(), name.1.to_owned());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -136,11 +141,11 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
     .unwrap();
     let ops = operator(&ch, &admin, "ops").await;
     let kubectl = Kubectl::new(&ann_kubeconfig, dir.path());
-    let pod = running_pod(&kubectl).await;
+    let (pod, site_pod) = running_pod(&kubectl).await;
 
     let vk = format!(r#"{{"virtual_cluster": "{VK}"}}"#);
     let logs = format!(
-        r#"{{"virtual_cluster": "{VK}", "namespace": "shop", "pod": "{pod}", "follow": true}}"#
+        r#"{{"virtual_cluster": "{VK}", "namespace": "shop", "pod": "{site_pod}", "follow": true}}"#
     );
     let mut streams = vec![
         spawn_kubectl(&ann_kubeconfig, dir.path(), &["get", "configmaps", "-w"]),

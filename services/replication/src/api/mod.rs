@@ -291,6 +291,16 @@ impl pb::replication_service_server::ReplicationService for Api {
             ReplicationError,
             |tx| { Ok(storage::objects::of_object(tx, &key).await?) }
         )?;
+        // Which of those sites are offline: the sites table is the system's,
+        // read for exactly the sites that hold a status of this object.
+        let sites: Vec<String> = rows.iter().map(|(site, _, _)| site.clone()).collect();
+        let offline = manifold_db::transaction!(
+            self.0.db,
+            "replication_object_status_sites",
+            Scope::System,
+            ReplicationError,
+            |tx| { Ok(storage::sites::offline_among(tx, &sites).await?) }
+        )?;
         Ok(Response::new(pb::GetObjectStatusResponse {
             statuses: rows
                 .into_iter()
@@ -302,11 +312,12 @@ impl pb::replication_service_server::ReplicationService for Api {
                         namespace: s.key.namespace,
                         name: s.key.name,
                     }),
-                    site,
                     status: to_struct(&s.status),
                     observed_revision: s.observed_revision,
                     update_time: Some(ts(time)),
                     failure: s.failure.as_ref().map(|f| f.to_proto()),
+                    site_offline: offline.contains(&site),
+                    site,
                 })
                 .collect(),
         }))

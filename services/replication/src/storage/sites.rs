@@ -171,6 +171,18 @@ pub async fn stale(tx: &mut Tx, timeout_secs: f64) -> Result<Vec<StaleSite>, DbE
         .collect())
 }
 
+/// Those of `sites` that are reported offline.
+pub async fn offline_among(tx: &mut Tx, sites: &[String]) -> Result<Vec<String>, DbError> {
+    if sites.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query("SELECT site FROM replication.sites WHERE offline AND site = ANY($1)")
+        .bind(sites)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.iter().map(|r| r.get("site")).collect())
+}
+
 pub async fn mark_offline(tx: &mut Tx, site: &str) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE replication.sites SET offline = true, \

@@ -20,6 +20,29 @@ use crate::error::{GatewayError, Target};
 pub const SITE_LABEL: &str = "manifold.dev/site";
 /// Annotation listing the sites whose status a workload's `.status` sums.
 pub const SITES_ANNOTATION: &str = "manifold.dev/sites";
+/// Annotation holding a pod's name on its site (the vK8s name adds the site).
+pub const SITE_POD_NAME_ANNOTATION: &str = "manifold.dev/site-pod-name";
+
+/// The name a pod has in the vK8s: its name on the site, a dot, the site.
+///
+/// Every site runs the same StatefulSet ordinal (`web-0`) and may run pods of
+/// the same name for any other reason, so the site's name alone cannot
+/// identify a pod of the vK8s. The suffix makes it unique (site ids are
+/// unique), stable (it changes only when the site's pod does) and valid (a
+/// DNS subdomain, as pod names are), and the user's pod is still the first
+/// thing in it: `web-0.pa2-par`.
+pub fn vk8s_pod_name(site_pod: &str, site: &str) -> String {
+    format!("{site_pod}.{site}")
+}
+
+/// The (site pod name, site) pairs a vK8s pod name can stand for: one per
+/// dot, since both halves may contain dots. A lookup asks each; only names
+/// that join a dotted pod name to a dotted site id have more than one.
+pub fn site_pod_names(name: &str) -> impl Iterator<Item = (&str, &str)> {
+    name.match_indices('.')
+        .map(move |(i, _)| (&name[..i], &name[i + 1..]))
+        .filter(|(pod, site)| !pod.is_empty() && !site.is_empty())
+}
 
 /// Kinds whose `.status` is the sum over sites.
 pub fn is_workload(kind: &str) -> bool {
@@ -100,7 +123,14 @@ pub fn json_struct(s: &prost_types::Struct) -> Value {
 /// site label, the physical node and the phase filled in when missing.
 /// Name, namespace and site are replication's (the key it stored the report
 /// under, the site it authenticated), never what the object itself claims:
-/// a site must not make its pod look like another one.
+/// a site must not make its pod look like another one. The name is
+/// [`vk8s_pod_name`]; the site's own name is kept in an annotation.
+///
+/// A pod of a site that is offline (its stream gone for longer than the
+/// heartbeat timeout) shows what is known of it: phase `Unknown`, reason
+/// `SiteOffline`, and no container ready, so READY is `0/N` and the Ready
+/// condition is False with a message naming the site. Its last reported
+/// node, IP and containers stay, as a node-lost pod's do in Kubernetes.
 pub fn pod_object(p: &pb::Pod) -> Value {
     let mut o = p.object.as_ref().map(json_struct).unwrap_or_default();
     if !o.is_object() {
@@ -109,8 +139,17 @@ pub fn pod_object(p: &pb::Pod) -> Value {
     o["apiVersion"] = "v1".into();
     o["kind"] = "Pod".into();
     let meta = entry(&mut o, "metadata");
-    meta.insert("name".into(), p.name.clone().into());
+    meta.insert("name".into(), vk8s_pod_name(&p.name, &p.site).into());
     meta.insert("namespace".into(), p.namespace.clone().into());
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    if let Some(a) = annotations.as_object_mut() {
+        a.insert(SITE_POD_NAME_ANNOTATION.into(), p.name.clone().into());
+    }
     let labels = meta
         .entry("labels")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -134,7 +173,44 @@ pub fn pod_object(p: &pb::Pod) -> Value {
             .entry("podIP")
             .or_insert_with(|| p.pod_ip.clone().into());
     }
+    if p.site_offline {
+        mark_site_offline(status, &p.site);
+    }
     o
+}
+
+/// What an offline site's pod shows: see [`pod_object`].
+fn mark_site_offline(status: &mut Map<String, Value>, site: &str) {
+    let message = format!(
+        "site {site} is offline: its agent has not reported within the heartbeat timeout, so this is the pod's last known state"
+    );
+    status.insert("phase".into(), "Unknown".into());
+    status.insert("reason".into(), "SiteOffline".into());
+    status.insert("message".into(), message.clone().into());
+    let ready = serde_json::json!({
+        "type": "Ready",
+        "status": "False",
+        "reason": "SiteOffline",
+        "message": message,
+    });
+    let conditions = status
+        .entry("conditions")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !conditions.is_array() {
+        *conditions = Value::Array(Vec::new());
+    }
+    if let Some(c) = conditions.as_array_mut() {
+        c.retain(|c| c.get("type").and_then(Value::as_str) != Some("Ready"));
+        c.push(ready);
+    }
+    if let Some(list) = status
+        .get_mut("containerStatuses")
+        .and_then(Value::as_array_mut)
+    {
+        for c in list.iter_mut().filter_map(Value::as_object_mut) {
+            c.insert("ready".into(), false.into());
+        }
+    }
 }
 
 fn entry<'a>(o: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
@@ -328,6 +404,7 @@ impl ReplicationClient {
                         SiteStatus {
                             status,
                             failure: s.failure.clone(),
+                            offline: s.site_offline,
                         },
                     )
                 })
@@ -409,6 +486,8 @@ impl ReplicationClient {
 pub struct SiteStatus {
     pub status: Value,
     pub failure: Option<pb::ApplyFailure>,
+    /// The site is offline: `status` is its last report.
+    pub offline: bool,
 }
 
 impl From<Value> for SiteStatus {
@@ -416,6 +495,7 @@ impl From<Value> for SiteStatus {
         Self {
             status,
             failure: None,
+            offline: false,
         }
     }
 }
@@ -435,6 +515,16 @@ fn event_object(e: &pb::SiteEvent, namespace: &str) -> Value {
         .or_insert_with(|| Value::Object(Map::new()));
     if let Some(l) = labels.as_object_mut() {
         l.insert(SITE_LABEL.into(), e.site.clone().into());
+    }
+    // An Event about a pod names the pod as the vK8s does, so `kubectl
+    // describe pod web-0.pa2-par` and `--field-selector
+    // involvedObject.name=…` find it.
+    if let Some(involved) = o.get_mut("involvedObject").and_then(Value::as_object_mut)
+        && involved.get("kind").and_then(Value::as_str) == Some("Pod")
+        && let Some(name) = involved.get("name").and_then(Value::as_str)
+    {
+        let name = vk8s_pod_name(name, &e.site);
+        involved.insert("name".into(), name.into());
     }
     o
 }
@@ -467,8 +557,16 @@ pub fn merge_status(kind: &str, object: &mut Value, sites: BTreeMap<String, Site
     let annotations = entry(entry_obj(object, "metadata"), "annotations");
     annotations.insert(SITES_ANNOTATION.into(), list.into());
     let mut refusals: Vec<(String, pb::ApplyFailure)> = Vec::new();
+    let mut offline: Vec<String> = Vec::new();
     let statuses: Vec<Value> = sites
         .into_iter()
+        .map(|(site, mut s)| {
+            if s.offline {
+                not_ready(&mut s.status);
+                offline.push(site.clone());
+            }
+            (site, s)
+        })
         .map(|(site, s)| match s.failure {
             Some(f) if f.revision >= current => {
                 let mut status = s.status;
@@ -486,7 +584,67 @@ pub fn merge_status(kind: &str, object: &mut Value, sites: BTreeMap<String, Site
     if !refusals.is_empty() {
         add_refusal_conditions(kind, &mut summed, &refusals);
     }
+    if !offline.is_empty() {
+        add_offline_condition(&mut summed, &offline);
+    }
     object["status"] = summed;
+}
+
+/// An offline site's last report, as the sum counts it: what it last said
+/// it runs, and nothing of it ready or available, since nothing is known
+/// of it now. READY on the vK8s therefore counts only the pods of sites
+/// that are reporting.
+fn not_ready(status: &mut Value) {
+    let Some(s) = status.as_object_mut() else {
+        return;
+    };
+    for field in [
+        "readyReplicas",
+        "availableReplicas",
+        "numberReady",
+        "numberAvailable",
+        "ready",
+    ] {
+        if s.contains_key(field) {
+            s.insert(field.into(), 0.into());
+        }
+    }
+    if let Some(replicas) = s.get("replicas").cloned() {
+        s.insert("unavailableReplicas".into(), replicas);
+    }
+    if let Some(desired) = s.get("desiredNumberScheduled").cloned() {
+        s.insert("numberUnavailable".into(), desired);
+    }
+}
+
+/// Condition `SitesOnline` False naming the offline sites.
+fn add_offline_condition(status: &mut Value, sites: &[String]) {
+    if !status.is_object() {
+        *status = Value::Object(Map::new());
+    }
+    let message = format!(
+        "sites {} are offline: their pods are shown with their last known state and none of them is counted as ready",
+        sites.join(", ")
+    );
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let conditions = status
+        .as_object_mut()
+        .expect("an object")
+        .entry("conditions")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !conditions.is_array() {
+        *conditions = Value::Array(Vec::new());
+    }
+    let list = conditions.as_array_mut().expect("an array");
+    list.retain(|c| c.get("type").and_then(Value::as_str) != Some("SitesOnline"));
+    list.push(serde_json::json!({
+        "type": "SitesOnline",
+        "status": "False",
+        "reason": "SiteOffline",
+        "message": message,
+        "lastUpdateTime": now,
+        "lastTransitionTime": now,
+    }));
 }
 
 fn add_refusal_conditions(kind: &str, status: &mut Value, refusals: &[(String, pb::ApplyFailure)]) {
@@ -559,6 +717,122 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn reported(name: &str, site: &str, offline: bool) -> pb::Pod {
+        let object = json!({
+            "metadata": {"name": "claimed-by-the-site", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"name": "web", "ready": true}]},
+        });
+        fn value(v: &Value) -> prost_types::Value {
+            use prost_types::value::Kind;
+            let kind = match v {
+                Value::Null => Kind::NullValue(0),
+                Value::Bool(b) => Kind::BoolValue(*b),
+                Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+                Value::String(s) => Kind::StringValue(s.clone()),
+                Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+                    values: a.iter().map(value).collect(),
+                }),
+                Value::Object(o) => Kind::StructValue(prost_types::Struct {
+                    fields: o.iter().map(|(k, v)| (k.clone(), value(v))).collect(),
+                }),
+            };
+            prost_types::Value { kind: Some(kind) }
+        }
+        let object = match value(&object).kind {
+            Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+            _ => None,
+        };
+        pb::Pod {
+            virtual_cluster: "vk".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            site: site.into(),
+            phase: "Running".into(),
+            object,
+            site_offline: offline,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pod_is_named_by_its_site_pod_name_and_its_site() {
+        let pod = pod_object(&reported("web-0", "pa2-par", false));
+        assert_eq!(pod["metadata"]["name"], "web-0.pa2-par");
+        assert_eq!(
+            pod["metadata"]["annotations"][SITE_POD_NAME_ANNOTATION],
+            "web-0"
+        );
+        assert_eq!(pod["metadata"]["labels"][SITE_LABEL], "pa2-par");
+        assert_eq!(pod["metadata"]["labels"]["app"], "web");
+        // Every reading of the name, each split at one dot.
+        let splits: Vec<_> = site_pod_names("web-0.pa2-par").collect();
+        assert_eq!(splits, [("web-0", "pa2-par")]);
+        let splits: Vec<_> = site_pod_names("a.b.eu.west").collect();
+        assert_eq!(
+            splits,
+            [("a", "b.eu.west"), ("a.b", "eu.west"), ("a.b.eu", "west")]
+        );
+        assert_eq!(site_pod_names("web-0").count(), 0);
+        assert_eq!(site_pod_names(".x").count(), 0);
+        assert_eq!(site_pod_names("x.").count(), 0);
+    }
+
+    #[test]
+    fn an_offline_sites_pod_is_unknown_and_not_ready() {
+        let online = pod_object(&reported("web-0", "pa2-par", false));
+        assert_eq!(online["status"]["phase"], "Running");
+        assert_eq!(online["status"]["containerStatuses"][0]["ready"], true);
+        let pod = pod_object(&reported("web-0", "pa2-par", true));
+        assert_eq!(pod["status"]["phase"], "Unknown");
+        assert_eq!(pod["status"]["reason"], "SiteOffline");
+        assert_eq!(pod["status"]["containerStatuses"][0]["ready"], false);
+        let ready: Vec<&Value> = pod["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["type"] == "Ready")
+            .collect();
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0]["status"], "False");
+        assert!(
+            ready[0]["message"].as_str().unwrap().contains("pa2-par"),
+            "{pod}"
+        );
+    }
+
+    #[test]
+    fn an_offline_site_counts_nothing_ready_and_is_named_in_a_condition() {
+        let mut d = json!({"metadata": {"name": "web", "generation": 2},
+                           "spec": {"replicas": 2}});
+        let sites = BTreeMap::from([
+            ("pa2-par".to_owned(), site_status(2, 2).into()),
+            (
+                "ny8-nyc".to_owned(),
+                SiteStatus {
+                    status: site_status(2, 2),
+                    failure: None,
+                    offline: true,
+                },
+            ),
+        ]);
+        merge_status("Deployment", &mut d, sites);
+        assert_eq!(d["status"]["replicas"], 4);
+        assert_eq!(d["status"]["readyReplicas"], 2);
+        assert_eq!(d["status"]["availableReplicas"], 2);
+        let c: Vec<&Value> = d["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["type"] == "SitesOnline")
+            .collect();
+        assert_eq!(c.len(), 1, "{d}");
+        assert_eq!(c[0]["status"], "False");
+        assert!(c[0]["message"].as_str().unwrap().contains("ny8-nyc"));
+        assert!(!c[0]["message"].as_str().unwrap().contains("pa2-par"));
+    }
+
     fn site_status(ready: i64, generation: i64) -> Value {
         json!({"replicas": 2, "updatedReplicas": 2, "readyReplicas": ready,
                "availableReplicas": ready, "observedGeneration": generation})
@@ -603,6 +877,7 @@ mod tests {
                 SiteStatus {
                     status: site_status(2, 2),
                     failure: Some(refused.clone()),
+                    offline: false,
                 },
             ),
         ]);
@@ -632,6 +907,7 @@ mod tests {
                 SiteStatus {
                     status: site_status(2, 2),
                     failure: Some(refused),
+                    offline: false,
                 },
             )]),
         );
@@ -666,7 +942,7 @@ mod tests {
         };
         let o = pod_object(&p);
         assert_eq!(o["kind"], "Pod");
-        assert_eq!(o["metadata"]["name"], "web-abc");
+        assert_eq!(o["metadata"]["name"], "web-abc.pa2-par");
         assert_eq!(o["metadata"]["namespace"], "shop");
         assert_eq!(pod_site(&o), "pa2-par");
         assert_eq!(o["spec"]["nodeName"], "pa2-par-node-1");
@@ -706,7 +982,11 @@ mod tests {
             ..Default::default()
         };
         let o = pod_object(&p);
-        assert_eq!(o["metadata"]["name"], "own-pod");
+        assert_eq!(o["metadata"]["name"], "own-pod.ny8-nyc");
+        assert_eq!(
+            o["metadata"]["annotations"][SITE_POD_NAME_ANNOTATION],
+            "own-pod"
+        );
         assert_eq!(o["metadata"]["namespace"], "shop");
         assert_eq!(pod_site(&o), "ny8-nyc");
     }

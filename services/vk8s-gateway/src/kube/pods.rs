@@ -1,7 +1,8 @@
 //! Pods, aggregated from every site by the replication service: list, get
 //! and watch (with label and field selectors, Tables), delete (the site's
 //! controller recreates the pod) and `log`, streamed as chunked text.
-//! Pod resourceVersions are replication's per-vK8s pod revisions.
+//! Pod resourceVersions are replication's per-vK8s pod revisions. A pod's
+//! name is `{name on its site}.{site}` (`core::replication::vk8s_pod_name`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,7 +21,9 @@ use super::negotiate::Output;
 use super::response::{json_response, object_response, set_table_version, single};
 use super::watch::{Encoder, WatchParams, streaming_response};
 use super::{Ctx, read_body};
-use crate::core::replication::{PodChange, ReplicationClient, pod_site};
+use crate::core::replication::{
+    PodChange, ReplicationClient, SITE_POD_NAME_ANNOTATION, pod_site, site_pod_names,
+};
 use crate::error::{GatewayError, Target};
 
 /// Longest a pod watch stays open.
@@ -40,20 +43,31 @@ fn not_found(kind: &ResourceKind, name: &str) -> GatewayError {
     GatewayError::NotFound(Target::object(kind.group, kind.plural, name))
 }
 
-/// The pod named `name`, and the one site whose report answers for it.
+/// Most readings of a dotted pod name a lookup tries (see `find`).
+const MAX_NAME_SPLITS: usize = 8;
+
+/// The pod named `name` in the vK8s: `{site pod name}.{site}`.
 ///
-/// Sites choose the names of the pods they report, so a name may come from
-/// more than one site (a misbehaving agent copying another site's pod name,
-/// or the same StatefulSet ordinal on two sites). Such a name answers for
-/// none of them: get, logs and delete are refused with 409 rather than
-/// trusting whichever report sorts first, so one site's report can never
-/// answer for another site's pod. Pods are matched on the name replication
-/// stored for the report (the object's own `metadata.name` is overwritten
-/// with it), and the site is the one replication authenticated, never a
-/// label the site wrote.
+/// The name is split at a dot into the site's pod name and the site, and
+/// the pod is read by key from replication; only the report of that site
+/// answers for it (the site is the one replication authenticated, never a
+/// label the site wrote). Both halves may contain dots, so each split is
+/// tried, rightmost first and at most [`MAX_NAME_SPLITS`]; should two
+/// readings both name a pod (a dotted pod name on one site and a dotted
+/// site id), the name answers for neither (409, naming the sites) rather
+/// than trusting whichever sorts first.
 async fn find(ctx: &Ctx, kind: &ResourceKind, name: &str) -> Result<Value, GatewayError> {
-    let pods = client(ctx)?.pods_named(&ctx.vc, ctx.token()?, name).await?;
-    let mut named: Vec<Value> = pods.into_iter().filter(|p| name_of(p) == name).collect();
+    let splits: Vec<(&str, &str)> = site_pod_names(name).collect();
+    let mut named = Vec::new();
+    for (site_pod, site) in splits.into_iter().rev().take(MAX_NAME_SPLITS) {
+        let pods = client(ctx)?
+            .pods_named(&ctx.vc, ctx.token()?, site_pod)
+            .await?;
+        named.extend(
+            pods.into_iter()
+                .filter(|p| pod_site(p) == site && name_of(p) == name),
+        );
+    }
     match named.len() {
         0 => Err(not_found(kind, name)),
         1 => Ok(named.remove(0)),
@@ -64,12 +78,20 @@ async fn find(ctx: &Ctx, kind: &ResourceKind, name: &str) -> Result<Value, Gatew
             Err(GatewayError::Conflict {
                 target: Target::object(kind.group, kind.plural, name),
                 message: format!(
-                    "sites {} each report a pod of this name; a pod name that several sites report answers for none of them",
+                    "pods of sites {} both read as this name; select one with -l manifold.dev/site=SITE and use the name from that list",
                     sites.join(", ")
                 ),
             })
         }
     }
+}
+
+/// The pod's name on its site (replication's key, see `pod_object`).
+fn site_pod_name(pod: &Value) -> &str {
+    pod.pointer("/metadata/annotations")
+        .and_then(|a| a.get(SITE_POD_NAME_ANNOTATION))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 pub async fn list(
@@ -122,7 +144,7 @@ pub async fn delete(
     let pod = find(ctx, kind, name).await?;
     if !ctx.query.dry_run()? {
         client(ctx)?
-            .delete_pod(&ctx.vc, name, pod_site(&pod), ctx.token()?)
+            .delete_pod(&ctx.vc, site_pod_name(&pod), pod_site(&pod), ctx.token()?)
             .await?;
     }
     Ok(json_response(StatusCode::OK, &pod))
@@ -145,7 +167,7 @@ pub async fn log(
         None => 0,
     };
     let request = pb::StreamLogsRequest {
-        pod: name.to_owned(),
+        pod: site_pod_name(&pod).to_owned(),
         container: q.get("container").unwrap_or_default().to_owned(),
         follow: q.flag("follow")?,
         tail_lines,
