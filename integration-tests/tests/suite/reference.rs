@@ -201,6 +201,14 @@ impl Kube {
             .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
     }
 
+    /// Runs kubectl expecting it to fail; its stderr.
+    pub async fn fails(&self, args: &[&str]) -> String {
+        match kubectl(&self.home, &self.config, args, None).await {
+            Ok(out) => panic!("kubectl {args:?} succeeded: {out}"),
+            Err(e) => e,
+        }
+    }
+
     pub async fn apply(&self, yaml: &str) {
         kubectl(&self.home, &self.config, &["apply", "-f", "-"], Some(yaml))
             .await
@@ -451,6 +459,8 @@ async fn the_reference_scenario_through_kubectl() {
             assert_eq!(cells.last(), Some(&site.as_str()), "{row}");
         }
     }
+    nodes_tell_the_same_story_as_the_pods(&kube, &by_site).await;
+
     // Field selectors over the merged pods.
     let node = by_site["pa2-par"][0]["spec"]["nodeName"]
         .as_str()
@@ -532,4 +542,77 @@ async fn the_reference_scenario_through_kubectl() {
     // A site that leaves the virtual site loses its pods.
     relabel_site(&ch, &app.admin_token, "ams9-ams", &[("env", "lab")]).await;
     kube.wait_pods(&SITES[..2], 3, |_| true).await;
+    // Its nodes go from the vK8s too.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let nodes = kube
+            .ok(&["get", "nodes", "-l", "manifold.dev/site", "-o", "name"])
+            .await;
+        if !nodes.contains("ams9-ams") && nodes.contains("pa2-par") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{nodes}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `kubectl get nodes -L manifold.dev/site` lists the nodes the pods run on,
+/// each with its site; tenants read them and cannot change them.
+async fn nodes_tell_the_same_story_as_the_pods(
+    kube: &Kube,
+    by_site: &BTreeMap<String, Vec<Value>>,
+) {
+    let table = kube.ok(&["get", "nodes", "-L", "manifold.dev/site"]).await;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "SITE"],
+        "{table}"
+    );
+    for (site, pods) in by_site {
+        for p in pods {
+            let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
+            let row = table
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(node))
+                .unwrap_or_else(|| panic!("node {node} of {site} in:\n{table}"));
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(cells[1], "Ready", "{row}");
+            assert_eq!(cells.last(), Some(&site.as_str()), "{row}");
+        }
+    }
+    let node = by_site["pa2-par"][0]["spec"]["nodeName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let one: Value =
+        serde_json::from_str(&kube.ok(&["get", "node", &node, "-o", "json"]).await).expect("node");
+    assert_eq!(one["metadata"]["labels"]["manifold.dev/site"], "pa2-par");
+    assert!(one["status"].get("addresses").is_none(), "{one}");
+    let mine = kube
+        .ok(&[
+            "get",
+            "nodes",
+            "-l",
+            "manifold.dev/site=pa2-par",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert!(
+        mine.lines().all(|l| l.starts_with("node/pa2-par-")) && mine.contains(&node),
+        "{mine}"
+    );
+    let refused = kube.fails(&["delete", "node", &node]).await;
+    assert!(refused.contains("read-only"), "{refused}");
+    let missing = kube.fails(&["get", "node", "no-such-node"]).await;
+    assert!(
+        missing.contains("NotFound") || missing.contains("not found"),
+        "{missing}"
+    );
 }

@@ -108,10 +108,26 @@ async fn an_api_server_outage_degrades_one_site_and_it_catches_up() {
             .contains("ny8-nyc"),
         "{condition}"
     );
+    // Its nodes are Unknown, the others' Ready.
+    let nodes = kc.ok(&["get", "nodes", "-L", "manifold.dev/site"]).await;
+    for row in nodes.lines().skip(1) {
+        let status = if row.ends_with("ny8-nyc") {
+            "Unknown"
+        } else {
+            "Ready"
+        };
+        assert_eq!(row.split_whitespace().nth(1), Some(status), "{nodes}");
+    }
     // Back: everything is known again.
     env.start_agent("ny8-nyc", &env.cluster("ny8-nyc").kubeconfig())
         .await;
     kc.wait_ready("6/6").await;
+    env.wait_for("ny8-nyc's nodes Ready again", || async {
+        let nodes = kc.ok(&["get", "nodes"]).await;
+        nodes.lines().count() == 1 + 2 * SITES.len()
+            && nodes.lines().skip(1).all(|l| l.contains(" Ready "))
+    })
+    .await;
     let deploy = kc.ok(&["get", "deploy", "productpage", "-o", "json"]).await;
     assert!(!deploy.contains("SitesOnline"), "{deploy}");
 }

@@ -2,7 +2,8 @@
 //! → READY 6/6 and six pods on the clusters' own node names with the SITE column;
 //! an image change is a real rolling update on every site (a new ReplicaSet
 //! there, the old one scaled to zero); scaling; deletion removes everything from
-//! every physical cluster, as their own API servers tell.
+//! every physical cluster, as their own API servers tell. `kubectl get nodes`
+//! lists the clusters' own nodes.
 
 use std::collections::BTreeSet;
 
@@ -41,6 +42,27 @@ async fn the_reference_scenario_on_three_real_clusters() {
             assert_eq!(cells.last(), Some(&site.as_str()), "{row}");
         }
     }
+    // `kubectl get nodes` lists exactly the clusters' nodes, each with its
+    // site, all Ready as the clusters' own node controllers say.
+    let table = kc.ok(&["get", "nodes", "-L", "manifold.dev/site"]).await;
+    let listed: BTreeSet<(String, String, String)> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            (c[0].to_owned(), c[1].to_owned(), c[c.len() - 1].to_owned())
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, String)> = SITES
+        .iter()
+        .flat_map(|site| {
+            env.cluster(site)
+                .node_names()
+                .into_iter()
+                .map(|n| (n, "Ready".to_owned(), site.to_string()))
+        })
+        .collect();
+    assert_eq!(listed, expected, "{table}");
     // What each site's own API server holds: the Deployment as written, one
     // ReplicaSet made by the site's controller, two Running pods scheduled by its
     // scheduler on its nodes; the vK8s shows exactly those pods.

@@ -313,6 +313,15 @@ async fn status_reports_become_pods_watches_statuses_deletes_and_logs() {
         .await;
     assert_eq!(denied.unwrap_err().code(), Code::NotFound);
     let denied = api
+        .list_nodes(authed(
+            &eve,
+            rpb::ListNodesRequest {
+                virtual_cluster: VK.into(),
+            },
+        ))
+        .await;
+    assert_eq!(denied.unwrap_err().code(), Code::NotFound);
+    let denied = api
         .list_sessions(authed(&eve, rpb::ListSessionsRequest {}))
         .await;
     assert_eq!(denied.unwrap_err().code(), Code::PermissionDenied);

@@ -121,6 +121,8 @@ pub const ALL_VERBS: &[Verb] = &[
     Verb::Watch,
 ];
 const READ_VERBS: &[Verb] = &[Verb::Get, Verb::List, Verb::Watch];
+/// Nodes are read from the sites' last reports: no watch.
+const NODE_VERBS: &[Verb] = &[Verb::Get, Verb::List];
 const POD_VERBS: &[Verb] = &[
     Verb::Delete,
     Verb::DeleteCollection,
@@ -216,6 +218,20 @@ pub static KINDS: &[ResourceKind] = &[
             "namespace",
             &["ns"],
             READ_VERBS,
+            &[],
+            &[],
+            None,
+        )
+    },
+    ResourceKind {
+        namespaced: false,
+        ..kind(
+            "",
+            "Node",
+            "nodes",
+            "node",
+            &["no"],
+            NODE_VERBS,
             &[],
             &[],
             None,
@@ -479,7 +495,9 @@ mod tests {
         }
         assert_eq!(resolve("svc").unwrap().kind, "Service");
         assert!(resolve("deployments.batch").is_none());
-        assert!(resolve("nodes").is_none());
+        assert_eq!(resolve("no").unwrap().kind, "Node");
+        assert!(!resolve("nodes").unwrap().namespaced);
+        assert!(resolve("persistentvolumes").is_none());
     }
 
     #[test]

@@ -371,6 +371,25 @@ const NAMESPACE: &[Column] = &[
     AGE,
 ];
 
+const NODE: &[Column] = &[
+    NAME,
+    col(
+        "Status",
+        "string",
+        "Ready, NotReady, or Unknown while the node's site is offline.",
+        0,
+    ),
+    col("Roles", "string", "The roles of the node.", 0),
+    AGE,
+    col("Version", "string", "Kubelet version.", 0),
+    col(
+        "Site",
+        "string",
+        "Manifold site the node belongs to (label manifold.dev/site).",
+        1,
+    ),
+];
+
 const DEFAULT: &[Column] = &[NAME, AGE];
 
 /// The columns of a kind's Table; unknown kinds get Name and Age.
@@ -390,6 +409,7 @@ pub fn columns(kind: &str) -> &'static [Column] {
         "Event" => EVENT,
         "Pod" => POD,
         "Namespace" => NAMESPACE,
+        "Node" => NODE,
         _ => DEFAULT,
     }
 }

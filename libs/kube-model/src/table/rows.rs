@@ -31,6 +31,38 @@ fn created(obj: &Value, now: DateTime<Utc>) -> Value {
     s(age(str_at(obj, &["metadata", "creationTimestamp"]), now))
 }
 
+/// Name, Status, Roles, Age, Version, Site of a Node.
+fn node_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let ready = arr_at(obj, &["status", "conditions"])
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str());
+    let status = match ready {
+        Some("True") => "Ready",
+        Some("False") => "NotReady",
+        _ => "Unknown",
+    };
+    let mut roles: Vec<&str> = at(obj, &["metadata", "labels"])
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+        .collect();
+    roles.sort_unstable();
+    vec![
+        name(obj),
+        s(status),
+        s(if roles.is_empty() {
+            "<none>".to_owned()
+        } else {
+            roles.join(",")
+        }),
+        created(obj, now),
+        or_none(str_at(obj, &["status", "nodeInfo", "kubeletVersion"])),
+        or_none(str_at(obj, &["metadata", "labels", SITE_LABEL])),
+    ]
+}
+
 /// `Containers`, `Images` of the pod template at `spec_path`.
 fn containers_images(obj: &Value, spec_path: &[&str]) -> [Value; 2] {
     let containers = at(obj, spec_path)
@@ -193,6 +225,7 @@ pub fn row_cells_scaled(
             created(obj, now),
         ],
         "Event" => event_cells(obj, now),
+        "Node" => node_cells(obj, now),
         "Pod" => {
             let summary = pod_summary(obj, now);
             let gates = arr_at(obj, &["spec", "readinessGates"]);

@@ -47,6 +47,29 @@ pub fn pod_proto(p: &StoredPod) -> pb::Pod {
     }
 }
 
+/// One site's stored node list as API nodes, by name; entries without a
+/// name are skipped.
+fn site_nodes(row: &storage::sites::SiteNodes) -> Vec<pb::SiteNode> {
+    let mut nodes: Vec<pb::SiteNode> = row
+        .nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let name = n.get("name")?.as_str().filter(|s| !s.is_empty())?;
+            Some(pb::SiteNode {
+                site: row.site.clone(),
+                name: name.to_owned(),
+                ready: n.get("ready").and_then(serde_json::Value::as_bool) == Some(true),
+                site_offline: row.offline,
+                last_heartbeat_time: row.last_heartbeat_time.map(ts),
+            })
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    nodes
+}
+
 /// A command for the replica that holds a site's stream.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Command {
@@ -384,6 +407,41 @@ impl pb::replication_service_server::ReplicationService for Api {
                     site,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let (vk, _) = self
+            .authorize(
+                &request,
+                "virtual_cluster",
+                &request.get_ref().virtual_cluster,
+                Permission::Read,
+            )
+            .await?;
+        // The sites the vK8s spans, by this process's placement index.
+        let name = vk.resource_name();
+        let view = self.0.placement.current();
+        let mut sites: Vec<String> = view
+            .sites
+            .iter()
+            .filter(|(_, m)| m.contains_cluster(&name))
+            .map(|(site, _)| site.clone())
+            .collect();
+        sites.sort();
+        // The sites table is the system's; read for exactly those sites.
+        let rows = manifold_db::transaction!(
+            self.0.db,
+            "replication_list_nodes",
+            Scope::System,
+            ReplicationError,
+            |tx| { Ok(storage::sites::nodes_of(tx, &sites).await?) }
+        )?;
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: rows.iter().flat_map(site_nodes).collect(),
         }))
     }
 

@@ -171,6 +171,39 @@ pub async fn stale(tx: &mut Tx, timeout_secs: f64) -> Result<Vec<StaleSite>, DbE
         .collect())
 }
 
+/// What the sites table knows of one site's nodes.
+#[derive(Debug, Clone)]
+pub struct SiteNodes {
+    pub site: String,
+    /// `[{"name": …, "ready": …}]`, as of the last heartbeat.
+    pub nodes: serde_json::Value,
+    pub offline: bool,
+    pub last_heartbeat_time: Option<DateTime<Utc>>,
+}
+
+/// The stored node lists of `sites` (those the table knows), by site.
+pub async fn nodes_of(tx: &mut Tx, sites: &[String]) -> Result<Vec<SiteNodes>, DbError> {
+    if sites.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT site, nodes, offline, last_heartbeat_time FROM replication.sites \
+         WHERE site = ANY($1) ORDER BY site",
+    )
+    .bind(sites)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SiteNodes {
+            site: r.get("site"),
+            nodes: r.get("nodes"),
+            offline: r.get("offline"),
+            last_heartbeat_time: r.get("last_heartbeat_time"),
+        })
+        .collect())
+}
+
 /// Those of `sites` that are reported offline.
 pub async fn offline_among(tx: &mut Tx, sites: &[String]) -> Result<Vec<String>, DbError> {
     if sites.is_empty() {

@@ -371,6 +371,27 @@ impl ReplicationClient {
         }
     }
 
+    /// The nodes of the sites the vK8s spans, as Node objects (see
+    /// [`node_objects`]).
+    pub async fn list_nodes(
+        &self,
+        vc: &VirtualCluster,
+        token: &str,
+    ) -> Result<Vec<Value>, GatewayError> {
+        let vk = vc.name.resource_name();
+        let request = with_token(
+            pb::ListNodesRequest {
+                virtual_cluster: vk.clone(),
+            },
+            token,
+        )?;
+        match self.client().list_nodes(request).await {
+            Ok(r) => Ok(node_objects(&r.into_inner().nodes)),
+            Err(s) if absent(&s) => Ok(Vec::new()),
+            Err(s) => Err(upstream(s, &vk)),
+        }
+    }
+
     /// The status of one object on every site that reported it, by site.
     pub async fn site_statuses(
         &self,
@@ -712,6 +733,80 @@ pub fn site_count(object: &Value) -> i64 {
         })
 }
 
+/// Nodes as a tenant sees them: the physical name (pods' `spec.nodeName`),
+/// or `{node}.{site}` when two of the vK8s's sites have a node of that name;
+/// the labels `manifold.dev/site` and `kubernetes.io/hostname` (the physical
+/// name); a Ready condition: True/False as the site's last heartbeat said,
+/// Unknown with reason `SiteOffline` once the site is offline. Nothing else
+/// of the node (addresses, capacity, other tenants' pods) is shown.
+pub fn node_objects(nodes: &[pb::SiteNode]) -> Vec<Value> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in nodes {
+        *seen.entry(n.name.as_str()).or_default() += 1;
+    }
+    let mut objects: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            let name = if seen[n.name.as_str()] > 1 {
+                format!("{}.{}", n.name, n.site)
+            } else {
+                n.name.clone()
+            };
+            let (status, reason, message) = match (n.site_offline, n.ready) {
+                (true, _) => (
+                    "Unknown",
+                    "SiteOffline",
+                    format!(
+                        "site {} is offline: its agent has stopped reporting",
+                        n.site
+                    ),
+                ),
+                (false, true) => (
+                    "True",
+                    "KubeletReady",
+                    "kubelet is posting ready status".into(),
+                ),
+                (false, false) => (
+                    "False",
+                    "KubeletNotReady",
+                    format!("the agent of site {} reports the node not ready", n.site),
+                ),
+            };
+            let mut condition = serde_json::json!({
+                "type": "Ready",
+                "status": status,
+                "reason": reason,
+                "message": message,
+            });
+            if let Some(t) = n.last_heartbeat_time.as_ref().and_then(|t| {
+                chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+            }) {
+                condition["lastHeartbeatTime"] =
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into();
+            }
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        SITE_LABEL: n.site,
+                        "kubernetes.io/hostname": n.name,
+                    },
+                },
+                "spec": {},
+                "status": { "conditions": [condition] },
+            })
+        })
+        .collect();
+    objects.sort_by(|a, b| {
+        a["metadata"]["name"]
+            .as_str()
+            .cmp(&b["metadata"]["name"].as_str())
+    });
+    objects
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1010,5 +1105,42 @@ mod tests {
             .collect(),
         };
         assert_eq!(json_struct(&s), json!({"a": 1, "b": [true, "x"], "c": 1.5}));
+    }
+
+    #[test]
+    fn nodes_are_named_labelled_and_qualified_only_on_a_clash() {
+        let node = |site: &str, name: &str, ready: bool, offline: bool| pb::SiteNode {
+            site: site.into(),
+            name: name.into(),
+            ready,
+            site_offline: offline,
+            last_heartbeat_time: None,
+        };
+        let nodes = node_objects(&[
+            node("pa2-par", "pa2-par-node-1", true, false),
+            node("pa2-par", "worker", false, false),
+            node("ny8-nyc", "worker", true, true),
+        ]);
+        let names: Vec<&str> = nodes
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["pa2-par-node-1", "worker.ny8-nyc", "worker.pa2-par"]
+        );
+        let ready = |i: usize| &nodes[i]["status"]["conditions"][0];
+        assert_eq!(ready(0)["status"], "True");
+        assert_eq!(
+            (ready(1)["status"].as_str(), ready(1)["reason"].as_str()),
+            (Some("Unknown"), Some("SiteOffline"))
+        );
+        assert_eq!(ready(2)["status"], "False");
+        assert_eq!(nodes[1]["metadata"]["labels"][SITE_LABEL], "ny8-nyc");
+        assert_eq!(
+            nodes[1]["metadata"]["labels"]["kubernetes.io/hostname"],
+            "worker"
+        );
+        assert!(nodes[0]["status"].get("addresses").is_none());
     }
 }

@@ -11,6 +11,7 @@ mod fuzz;
 mod metrics;
 mod namespaces;
 mod negotiate;
+mod nodes;
 mod path;
 mod pods;
 mod protobuf;

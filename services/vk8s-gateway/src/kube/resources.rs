@@ -15,7 +15,7 @@ use super::path::ResourcePath;
 use super::response::{
     delete_success, json_response, object_response, set_table_version, single, with_warnings,
 };
-use super::{Ctx, events, namespaces, pods, read_body, secrets, watch};
+use super::{Ctx, events, namespaces, nodes, pods, read_body, secrets, watch};
 use crate::core::list::{ContinueToken, ListFrom, ListOptions};
 use crate::core::objects::{DeleteOptions, Deleted, PatchBody, ScaleInput, WriteOptions};
 use crate::domain::Part;
@@ -126,6 +126,12 @@ pub async fn handle(ctx: &Ctx, rp: ResourcePath, body: Body) -> Result<Response,
             body,
         )
         .await;
+    }
+    if kind.kind == "Node" {
+        if rp.namespace.is_some() {
+            return Err(GatewayError::NoRoute);
+        }
+        return nodes::handle(ctx, kind, rp.name.as_deref(), rp.subresource.as_deref()).await;
     }
     let act = action(ctx, rp.name.is_some())?;
     match rp.namespace.as_deref() {
