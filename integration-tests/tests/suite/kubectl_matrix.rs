@@ -271,6 +271,16 @@ async fn exercise(k: &Kubectl) {
         "{wide}"
     );
 
+    // diff compares the live object (status included) with a dry-run's
+    // answer read a moment later: wait until the sites' pods are all ready,
+    // so the merged status cannot change between the two reads.
+    k.ok(&[
+        "wait",
+        "--for=jsonpath={.status.readyReplicas}=4",
+        "deploy/web",
+        "--timeout=60s",
+    ])
+    .await;
     // diff: exit 0 when equal, 1 with a unified diff when not.
     let same = k.run(&["diff", "-f", "-"], Some(&two)).await;
     assert_eq!(same.status.code(), Some(0), "{}", text(&same));
