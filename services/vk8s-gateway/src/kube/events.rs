@@ -6,12 +6,11 @@
 use axum::response::Response;
 use http::StatusCode;
 use manifold_kube_model::kinds::ResourceKind;
-use manifold_kube_model::table::{self, TableOptions};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Ctx;
 use super::negotiate::Output;
-use super::response::{json_response, object_response, set_table_version, single};
+use super::response::{list_response, single};
 use crate::core::replication::ReplicationClient;
 use crate::error::{GatewayError, Target};
 
@@ -31,24 +30,7 @@ pub async fn list(
         .filter(|e| selectors.matches(e))
         .collect();
     let rv = rv.to_string();
-    Ok(match out {
-        Output::Table { version, include } => {
-            let opts = TableOptions::new(include, chrono::Utc::now());
-            let mut t = table::list_table(kind.kind, &items, &rv, None, &opts);
-            set_table_version(&mut t, version);
-            json_response(StatusCode::OK, &t)
-        }
-        other => object_response(
-            StatusCode::OK,
-            other,
-            &json!({
-                "kind": kind.list_kind(),
-                "apiVersion": kind.api_version(),
-                "metadata": { "resourceVersion": rv },
-                "items": items,
-            }),
-        ),
-    })
+    Ok(list_response(kind, items, &rv, out))
 }
 
 pub async fn get(

@@ -13,11 +13,10 @@ use http::{Method, StatusCode, header};
 use manifold_auth::Permission;
 use manifold_kube_model::PatchType;
 use manifold_kube_model::kinds::ResourceKind;
-use manifold_kube_model::table::{self, TableOptions};
 use serde_json::{Value, json};
 
-use super::negotiate::{self, Output};
-use super::response::{json_response, object_response, set_table_version, single};
+use super::negotiate;
+use super::response::{list_response, single};
 use super::watch::{self, Encoder, Source, Stream, WatchParams};
 use super::{Ctx, read_body};
 use crate::domain::VirtualCluster;
@@ -148,24 +147,7 @@ pub async fn handle(
                 ));
             }
             let rv = revision.to_string();
-            Ok(match output {
-                Output::Table { version, include } => {
-                    let opts = TableOptions::new(include, chrono::Utc::now());
-                    let mut t = table::list_table(kind.kind, &items, &rv, None, &opts);
-                    set_table_version(&mut t, version);
-                    json_response(StatusCode::OK, &t)
-                }
-                other => object_response(
-                    StatusCode::OK,
-                    other,
-                    &json!({
-                        "kind": "NamespaceList",
-                        "apiVersion": "v1",
-                        "metadata": { "resourceVersion": rv },
-                        "items": items,
-                    }),
-                ),
-            })
+            Ok(list_response(kind, items, &rv, output))
         }
     }
 }

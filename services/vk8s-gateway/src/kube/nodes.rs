@@ -7,12 +7,11 @@ use axum::response::Response;
 use http::{Method, StatusCode, header};
 use manifold_auth::Permission;
 use manifold_kube_model::kinds::ResourceKind;
-use manifold_kube_model::table::{self, TableOptions};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Ctx;
-use super::negotiate::{self, Output};
-use super::response::{json_response, object_response, set_table_version, single};
+use super::negotiate;
+use super::response::{list_response, single};
 use crate::error::{GatewayError, Target};
 
 fn read_only() -> GatewayError {
@@ -69,22 +68,5 @@ pub async fn handle(
     let items: Vec<Value> = nodes.into_iter().filter(|o| selectors.matches(o)).collect();
     // Read afresh on every request: the list's time names it.
     let rv = chrono::Utc::now().timestamp_micros().to_string();
-    Ok(match output {
-        Output::Table { version, include } => {
-            let opts = TableOptions::new(include, chrono::Utc::now());
-            let mut t = table::list_table(kind.kind, &items, &rv, None, &opts);
-            set_table_version(&mut t, version);
-            json_response(StatusCode::OK, &t)
-        }
-        other => object_response(
-            StatusCode::OK,
-            other,
-            &json!({
-                "kind": kind.list_kind(),
-                "apiVersion": kind.api_version(),
-                "metadata": { "resourceVersion": rv },
-                "items": items,
-            }),
-        ),
-    })
+    Ok(list_response(kind, items, &rv, output))
 }

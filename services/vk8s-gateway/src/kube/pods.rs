@@ -12,13 +12,12 @@ use axum::response::Response;
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
 use manifold_kube_model::kinds::ResourceKind;
-use manifold_kube_model::table::{self, TableOptions};
 use manifold_proto::replication::v1 as pb;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::negotiate::Output;
-use super::response::{json_response, object_response, set_table_version, single};
+use super::response::{json_response, list_response, single};
 use super::watch::{Encoder, WatchParams, streaming_response};
 use super::{Ctx, read_body};
 use crate::core::replication::{
@@ -103,24 +102,7 @@ pub async fn list(
     let (pods, revision) = client(ctx)?.list_pods(&ctx.vc, ctx.token()?).await?;
     let items: Vec<Value> = pods.into_iter().filter(|p| selectors.matches(p)).collect();
     let rv = revision.to_string();
-    Ok(match out {
-        Output::Table { version, include } => {
-            let opts = TableOptions::new(include, chrono::Utc::now());
-            let mut t = table::list_table(kind.kind, &items, &rv, None, &opts);
-            set_table_version(&mut t, version);
-            json_response(StatusCode::OK, &t)
-        }
-        other => object_response(
-            StatusCode::OK,
-            other,
-            &json!({
-                "kind": kind.list_kind(),
-                "apiVersion": kind.api_version(),
-                "metadata": { "resourceVersion": rv },
-                "items": items,
-            }),
-        ),
-    })
+    Ok(list_response(kind, items, &rv, out))
 }
 
 pub async fn get(

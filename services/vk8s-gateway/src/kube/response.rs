@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use manifold_kube_model::kinds::ResourceKind;
 use manifold_kube_model::table::{self, TableOptions};
 use serde_json::{Value, json};
 
@@ -55,6 +56,29 @@ pub fn single(status: StatusCode, output: Output, kind: &str, object: &Value) ->
             json_response(status, &t)
         }
         other => object_response(status, other, object),
+    }
+}
+
+/// A list read afresh from the replication service (pods, events, nodes,
+/// namespaces): a Table, or `{Kind}List` at `rv`, with no continuation.
+pub fn list_response(kind: &ResourceKind, items: Vec<Value>, rv: &str, output: Output) -> Response {
+    match output {
+        Output::Table { version, include } => {
+            let opts = TableOptions::new(include, chrono::Utc::now());
+            let mut t = table::list_table(kind.kind, &items, rv, None, &opts);
+            set_table_version(&mut t, version);
+            json_response(StatusCode::OK, &t)
+        }
+        other => object_response(
+            StatusCode::OK,
+            other,
+            &json!({
+                "kind": kind.list_kind(),
+                "apiVersion": kind.api_version(),
+                "metadata": { "resourceVersion": rv },
+                "items": items,
+            }),
+        ),
     }
 }
 
