@@ -221,3 +221,65 @@ async fn renewal_over_the_stream_ends_the_old_stream_after_the_grace() {
         .expect("the renewed certificate connects");
     agent.snapshot().await;
 }
+
+/// A registration token is a way in for a new agent; one minted with a
+/// short-lived operator token never outlives that token, whatever TTL it
+/// asks for.
+#[tokio::test]
+async fn registration_tokens_never_outlive_the_token_that_created_them() {
+    let app = TestApp::spawn().await.expect("control plane");
+    let ch = app.channel().await.unwrap();
+    let own = super::token_name(&ch, &app.admin_token).await;
+    let operator = own.split("/tokens/").next().unwrap().to_owned();
+    let short = super::mint(&ch, &app.admin_token, &operator, 120, "")
+        .await
+        .expect("a two-minute operator token");
+    let short_expiry = short
+        .token
+        .as_ref()
+        .and_then(|t| t.expire_time.as_ref())
+        .expect("expiry")
+        .seconds;
+    let mut sites = spb::site_service_client::SiteServiceClient::new(ch.clone());
+    sites
+        .create_site(authed(
+            &short.secret,
+            spb::CreateSiteRequest {
+                site_id: "pa2-par".into(),
+                site: None,
+            },
+        ))
+        .await
+        .expect("site");
+    for ttl_seconds in [0, 86_400] {
+        let issued = sites
+            .create_registration_token(authed(
+                &short.secret,
+                spb::CreateRegistrationTokenRequest {
+                    site: "sites/pa2-par".into(),
+                    ttl_seconds,
+                },
+            ))
+            .await
+            .expect("registration token")
+            .into_inner();
+        let expiry = issued.expire_time.expect("expiry").seconds;
+        assert!(
+            expiry <= short_expiry,
+            "ttl {ttl_seconds}: the registration token ({expiry}) outlives its creator ({short_expiry})"
+        );
+    }
+    // The operator's own long-lived token still gets the TTL it asks for.
+    let long = sites
+        .create_registration_token(authed(
+            &app.admin_token,
+            spb::CreateRegistrationTokenRequest {
+                site: "sites/pa2-par".into(),
+                ttl_seconds: 86_400,
+            },
+        ))
+        .await
+        .expect("registration token")
+        .into_inner();
+    assert!(long.expire_time.expect("expiry").seconds > short_expiry + 3600);
+}

@@ -231,9 +231,12 @@ impl Core {
                 format!("at most {} seconds", self.options.max_token_ttl.as_secs()),
             ));
         }
-        let expire_time = Utc::now()
+        // Never outlive the calling token: a short-lived (or leaked and soon
+        // revoked) operator token cannot leave a week-long way in behind it.
+        let expire_time = (Utc::now()
             + chrono::Duration::from_std(ttl)
-                .map_err(|_| SiteError::invalid("ttl_seconds", "out of range"))?;
+                .map_err(|_| SiteError::invalid("ttl_seconds", "out of range"))?)
+        .min(caller.principal.token_expire_time);
         let (visible, scope) = self.visibility(caller).await?;
         let p = &caller.principal;
         let secret = new_registration_secret();
