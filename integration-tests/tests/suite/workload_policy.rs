@@ -389,6 +389,25 @@ async fn fair_use_quotas_objects_bytes_and_watches() {
     // Deleting frees room.
     k.ok(&["delete", "configmap", "grow", "--wait=false"]).await;
     k.ok(&["create", "configmap", "again"]).await;
+    // Concurrent creates cannot race past the limit: each write counts
+    // after taking the revision lock, so with room for one, exactly one
+    // of six simultaneous creates lands.
+    k.ok(&["delete", "configmap", "again", "--wait=false"])
+        .await;
+    let names: Vec<String> = (0..6).map(|i| format!("race{i}")).collect();
+    let kr = &k;
+    let runs = futures::future::join_all(
+        names
+            .iter()
+            .map(|n| async move { kr.run(&["create", "configmap", n]).await }),
+    )
+    .await;
+    let landed = runs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(landed, 1, "creates that landed with room for one");
+    for o in runs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("exceeded quota: vk8s"), "{err}");
+    }
 
     // Watches: one open per principal; the second is 429 until it closes.
     // The first watch: started again while the gateway still holds the
