@@ -128,13 +128,14 @@ where
                         _ => None,
                     };
                     let expire = principal.token_expire_time;
+                    let opened = principal.clone();
                     req.extensions_mut().insert(principal);
                     let response = inner.call(req).await?;
                     Ok(response.map(|body| {
-                        let body =
-                            layer
-                                .recheck
-                                .guard(body, &token, Some(expire), Lapse::GrpcStatus);
+                        let body = layer
+                            .recheck
+                            .guard(body, &token, Some(expire), Lapse::GrpcStatus)
+                            .under(&opened.bindings);
                         match permit {
                             Some(p) => body.with_permit(p),
                             None => body,

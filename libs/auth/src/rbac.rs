@@ -63,6 +63,19 @@ pub struct Binding {
     pub scope: String,
 }
 
+impl Binding {
+    /// Whether `others` still grant everything this binding granted: some
+    /// binding at this scope or above it, with at least this role's
+    /// permission. A stream opened under this binding may go on.
+    pub fn covered_by(&self, others: &[Binding]) -> bool {
+        others.iter().any(|o| {
+            o.role.permission() >= self.role.permission()
+                && (self.role != Role::SystemAdmin || o.role == Role::SystemAdmin)
+                && is_under(&self.scope, &o.scope)
+        })
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -276,6 +289,25 @@ mod tests {
         assert_eq!(tenant_of("tenants/acme/namespaces/x"), Some("tenants/acme"));
         assert_eq!(tenant_of("tenants/acme"), Some("tenants/acme"));
         assert_eq!(tenant_of("sites/x"), None);
+    }
+
+    #[test]
+    fn a_binding_is_covered_only_by_as_much_at_or_above_its_scope() {
+        let b = |role, scope: &str| Binding {
+            role,
+            scope: scope.into(),
+        };
+        let editor = b(Role::NamespaceEditor, "tenants/acme/namespaces/shop");
+        assert!(editor.covered_by(std::slice::from_ref(&editor)));
+        assert!(editor.covered_by(&[b(Role::TenantAdmin, "tenants/acme")]));
+        assert!(editor.covered_by(&[b(Role::NamespaceAdmin, "tenants/acme/namespaces/shop")]));
+        assert!(!editor.covered_by(&[]));
+        assert!(!editor.covered_by(&[b(Role::NamespaceViewer, "tenants/acme/namespaces/shop")]));
+        assert!(!editor.covered_by(&[b(Role::NamespaceEditor, "tenants/acme/namespaces/web")]));
+        assert!(!editor.covered_by(&[b(Role::TenantAdmin, "tenants/acme2")]));
+        let root = b(Role::SystemAdmin, "");
+        assert!(root.covered_by(std::slice::from_ref(&root)));
+        assert!(!root.covered_by(&[b(Role::TenantAdmin, "tenants/acme")]));
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //! simply ending, as kube-apiserver ends a watch, so the client's next
 //! request meets the 401.
 //!
+//! A stream that knows the role bindings it was opened under
+//! ([`Rechecked::under`]) also ends once those no longer hold: a binding
+//! removed (or narrowed) that nothing else still covers ends it, with
+//! PERMISSION_DENIED for gRPC, so a viewer whose access was taken away stops
+//! receiving a watch within one interval. The reopened stream is authorized
+//! afresh against what the principal holds now.
+//!
 //! Bodies of a known, fixed size (unary answers) are never watched, and a
 //! body is only armed once it first waits for data (or once one interval
 //! has passed), so short calls cost nothing but a pointer.
@@ -23,7 +30,7 @@ use futures::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::{AuthError, Authenticator};
+use crate::{AuthError, Authenticator, Binding, Principal};
 
 /// The default re-check interval (setting `auth.stream_recheck_secs`).
 pub const DEFAULT_STREAM_RECHECK: Duration = Duration::from_secs(30);
@@ -91,6 +98,7 @@ impl Recheck {
                 lapse,
                 started: Instant::now(),
                 expire,
+                bindings: None,
                 state: State::Idle,
             })),
             done: false,
@@ -121,6 +129,15 @@ impl<B> Rechecked<B> {
         }
     }
 
+    /// Also ends the stream once `bindings` (those it was authorized
+    /// under) are no longer covered by what the principal holds.
+    pub fn under(mut self, bindings: &[Binding]) -> Self {
+        if let Some(w) = self.watch.as_deref_mut() {
+            w.bindings = Some(bindings.into());
+        }
+        self
+    }
+
     /// Holds `permit` (see [`crate::StreamLimiter`]) until the body is dropped.
     pub fn with_permit(mut self, permit: crate::StreamPermit) -> Self {
         self.permit = Some(permit);
@@ -141,14 +158,53 @@ struct Watch {
     lapse: Lapse,
     started: Instant,
     expire: Option<DateTime<Utc>>,
+    /// The bindings the stream was opened under, when known.
+    bindings: Option<Arc<[Binding]>>,
     state: State,
+}
+
+/// Why a stream ended.
+#[derive(Debug)]
+enum Lapsed {
+    /// The token no longer authenticates.
+    Credential(AuthError),
+    /// The token does, but a role binding the stream relied on is gone.
+    Narrowed(String),
+}
+
+impl std::fmt::Display for Lapsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lapsed::Credential(e) => write!(f, "{e}"),
+            Lapsed::Narrowed(what) => f.write_str(what),
+        }
+    }
+}
+
+/// The first binding of `opened` that `now` no longer covers, described.
+fn narrowed(opened: &[Binding], now: &Principal) -> Option<String> {
+    opened
+        .iter()
+        .find(|b| !b.covered_by(&now.bindings))
+        .map(|b| {
+            let scope = if b.scope.is_empty() {
+                "the whole system"
+            } else {
+                b.scope.as_str()
+            };
+            format!(
+                "{} no longer holds role {} on {scope}, which this stream was opened under; open it again",
+                now.user,
+                b.role.as_str()
+            )
+        })
 }
 
 enum State {
     /// Not armed yet.
     Idle,
     Waiting(Pin<Box<Sleep>>),
-    Checking(BoxFuture<'static, Result<DateTime<Utc>, AuthError>>),
+    Checking(BoxFuture<'static, Result<Arc<Principal>, AuthError>>),
 }
 
 impl Watch {
@@ -170,7 +226,7 @@ impl Watch {
     }
 
     /// Drives the timer and the check; `Some` once the credential lapsed.
-    fn poll(&mut self, cx: &mut Context<'_>) -> Option<AuthError> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Option<Lapsed> {
         loop {
             match &mut self.state {
                 State::Idle => return None,
@@ -181,16 +237,20 @@ impl Watch {
                     let authenticator = self.authenticator.clone();
                     let token = self.token.clone();
                     self.state = State::Checking(Box::pin(async move {
-                        authenticator
-                            .authenticate(&token)
-                            .await
-                            .map(|p| p.token_expire_time)
+                        authenticator.authenticate(&token).await
                     }));
                 }
                 State::Checking(check) => match check.as_mut().poll(cx) {
                     Poll::Pending => return None,
-                    Poll::Ready(Ok(expire)) => {
-                        self.expire = Some(expire);
+                    Poll::Ready(Ok(principal)) => {
+                        if let Some(why) = self
+                            .bindings
+                            .as_deref()
+                            .and_then(|opened| narrowed(opened, &principal))
+                        {
+                            return Some(Lapsed::Narrowed(why));
+                        }
+                        self.expire = Some(principal.token_expire_time);
                         self.state = State::Waiting(Box::pin(tokio::time::sleep(self.next_wait())));
                     }
                     // The answer is unknown (the database is unreachable);
@@ -202,19 +262,23 @@ impl Watch {
                         tracing::debug!(%reason, "re-checking a stream's credential");
                         self.state = State::Waiting(Box::pin(tokio::time::sleep(self.interval)));
                     }
-                    Poll::Ready(Err(e)) => return Some(e),
+                    Poll::Ready(Err(e)) => return Some(Lapsed::Credential(e)),
                 },
             }
         }
     }
 }
 
-fn lapse_frame<D, E>(lapse: Lapse, e: &AuthError) -> Option<Result<Frame<D>, E>> {
+fn lapse_frame<D, E>(lapse: Lapse, e: &Lapsed) -> Option<Result<Frame<D>, E>> {
     match lapse {
         Lapse::EndOfBody => None,
         Lapse::GrpcStatus => {
-            let status =
-                tonic::Status::unauthenticated(format!("the stream's credential lapsed: {e}"));
+            let status = match e {
+                Lapsed::Credential(e) => {
+                    tonic::Status::unauthenticated(format!("the stream's credential lapsed: {e}"))
+                }
+                Lapsed::Narrowed(why) => tonic::Status::permission_denied(why.clone()),
+            };
             let mut trailers = http::HeaderMap::new();
             let _ = status.add_header(&mut trailers);
             Some(Ok(Frame::trailers(trailers)))
@@ -291,7 +355,15 @@ mod tests {
     /// Answers with whatever `verdict` holds now.
     struct Switch {
         verdict: Mutex<Result<DateTime<Utc>, AuthError>>,
+        bindings: Mutex<Vec<Binding>>,
         calls: Mutex<u32>,
+    }
+
+    fn root() -> Binding {
+        Binding {
+            role: Role::SystemAdmin,
+            scope: String::new(),
+        }
     }
 
     #[async_trait::async_trait]
@@ -302,10 +374,7 @@ mod tests {
             Ok(Arc::new(Principal {
                 user: "users/u".into(),
                 tenant: None,
-                bindings: vec![Binding {
-                    role: Role::SystemAdmin,
-                    scope: String::new(),
-                }],
+                bindings: self.bindings.lock().unwrap().clone(),
                 token: "users/u/tokens/t".into(),
                 token_scope: String::new(),
                 token_expire_time: expire,
@@ -332,6 +401,7 @@ mod tests {
     fn switch(verdict: Result<DateTime<Utc>, AuthError>) -> Arc<Switch> {
         Arc::new(Switch {
             verdict: Mutex::new(verdict),
+            bindings: Mutex::new(vec![root()]),
             calls: Mutex::new(0),
         })
     }
@@ -360,6 +430,37 @@ mod tests {
         assert_eq!(trailers["grpc-status"], "16");
         assert!(next_frame(&mut body).await.is_none());
         assert!(body.is_end_stream());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_removed_role_binding_ends_the_stream_opened_under_it() {
+        let auth = switch(Ok(Utc::now() + chrono::Duration::hours(1)));
+        let recheck = Recheck::new(auth.clone(), Duration::from_secs(10));
+        let mut body = recheck
+            .guard(Forever, "t", None, Lapse::GrpcStatus)
+            .under(&[root()]);
+        let waiting = tokio::time::timeout(Duration::from_secs(25), next_frame(&mut body)).await;
+        assert!(waiting.is_err(), "the binding still holds");
+        // A binding added beside it changes nothing; the one it was
+        // opened under taken away ends it.
+        auth.bindings.lock().unwrap().push(Binding {
+            role: Role::TenantAdmin,
+            scope: "tenants/acme".into(),
+        });
+        let waiting = tokio::time::timeout(Duration::from_secs(25), next_frame(&mut body)).await;
+        assert!(waiting.is_err(), "a binding added keeps the stream");
+        auth.bindings.lock().unwrap().remove(0);
+        let frame = tokio::time::timeout(Duration::from_secs(11), next_frame(&mut body))
+            .await
+            .expect("ended within one interval")
+            .expect("a trailers frame")
+            .unwrap();
+        let trailers = frame
+            .into_trailers()
+            .unwrap_or_else(|_| panic!("a trailers frame"));
+        assert_eq!(trailers["grpc-status"], "7");
+        let message = trailers["grpc-message"].to_str().unwrap();
+        assert!(message.contains("system-admin"), "{message}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -267,3 +267,112 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
         "ended before the expiry"
     );
 }
+
+/// The role binding `user` holds at `scope`.
+async fn binding_of(ch: &Channel, admin: &str, scope: &str, user: &str) -> String {
+    tpb::role_binding_service_client::RoleBindingServiceClient::new(ch.clone())
+        .list_role_bindings(authed(
+            admin,
+            tpb::ListRoleBindingsRequest {
+                parent: scope.into(),
+                page_size: 0,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .expect("list role bindings")
+        .into_inner()
+        .role_bindings
+        .into_iter()
+        .find(|b| b.user == user)
+        .unwrap_or_else(|| panic!("{user} holds no binding at {scope}"))
+        .name
+}
+
+/// A valid token is not enough to keep a stream: once the role binding it
+/// was opened under is deleted, a viewer's watch and placement stream end
+/// (PERMISSION_DENIED for gRPC) and the next request is refused, while
+/// another user's streams go on.
+#[tokio::test]
+async fn streams_end_once_the_role_binding_they_rely_on_is_removed() {
+    let app = TestApp::spawn_with(&[("auth.stream_recheck_secs", "1".into())])
+        .await
+        .expect("control plane");
+    let ch = app.channel().await.expect("channel");
+    let admin = app.admin_token.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let base = AgentConfig::new("unused", format!("https://{}", app.grpc_addr), app.ca_pem());
+    let _fleet = manifold_site_agent::start_simulated_sites(
+        ch.clone(),
+        &admin,
+        &base,
+        vec![SimulatedSite::edge("pa2-par")],
+        SimulatedOptions::default(),
+        stop.clone(),
+    )
+    .await
+    .expect("a simulated site");
+    crate::reference::scenario(&ch, &admin, dir.path()).await;
+    const SHOP: &str = "tenants/acme/namespaces/shop";
+    let mut kubeconfigs = Vec::new();
+    let mut tokens = Vec::new();
+    for (user, role) in [
+        ("bob", tpb::Role::NamespaceViewer),
+        ("ann", tpb::Role::NamespaceEditor),
+    ] {
+        let token = user_with_role(&ch, &admin, "acme", user, role, SHOP).await;
+        let path = dir.path().join(format!("{user}.kubeconfig"));
+        std::fs::write(&path, get_kubeconfig(&ch, &token, VK).await.kubeconfig).unwrap();
+        kubeconfigs.push(path);
+        tokens.push(token);
+    }
+    let placement = format!(r#"{{"parent": "{SHOP}"}}"#);
+    let method = "manifold.sites.v1.VirtualSiteService/WatchPlacement";
+    let mut bobs = vec![
+        spawn_kubectl(&kubeconfigs[0], dir.path(), &["get", "configmaps", "-w"]),
+        spawn_grpcurl(&app, dir.path(), &tokens[0], &placement, method),
+    ];
+    let mut anns = vec![
+        spawn_kubectl(&kubeconfigs[1], dir.path(), &["get", "configmaps", "-w"]),
+        spawn_grpcurl(&app, dir.path(), &tokens[1], &placement, method),
+    ];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_alive(&mut bobs);
+    assert_alive(&mut anns);
+
+    let bob = binding_of(&ch, &admin, SHOP, "tenants/acme/users/bob").await;
+    tpb::role_binding_service_client::RoleBindingServiceClient::new(ch.clone())
+        .delete_role_binding(authed(&admin, tpb::DeleteRoleBindingRequest { name: bob }))
+        .await
+        .expect("delete bob's binding");
+    for s in &mut bobs {
+        assert!(
+            s.ends_within(ENDS_WITHIN).await.is_some(),
+            "{} still running {ENDS_WITHIN:?} after its role binding was deleted:\n{}",
+            s.what,
+            s.stderr()
+        );
+        if s.what.starts_with("grpcurl") {
+            assert!(
+                s.stderr().contains("PermissionDenied") && s.stderr().contains("viewer"),
+                "{}: {}",
+                s.what,
+                s.stderr()
+            );
+        }
+    }
+    // Bob's token still authenticates, and now reaches nothing.
+    let refused = Kubectl::new(&kubeconfigs[0], dir.path())
+        .fails(&["get", "configmaps"])
+        .await;
+    assert!(
+        refused.contains("Forbidden")
+            || refused.contains("forbidden")
+            || refused.contains("NotFound"),
+        "{refused}"
+    );
+    // Ann's streams never noticed.
+    assert_alive(&mut anns);
+}

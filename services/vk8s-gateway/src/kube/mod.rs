@@ -224,10 +224,11 @@ async fn handle(
     // kube-apiserver ends a watch) and the client's next request gets 401.
     let expire = principal.token_expire_time;
     Ok(response.map(|b| {
-        let body =
-            app.core
-                .recheck
-                .guard(b, &bearer, Some(expire), manifold_auth::Lapse::EndOfBody);
+        let body = app
+            .core
+            .recheck
+            .guard(b, &bearer, Some(expire), manifold_auth::Lapse::EndOfBody)
+            .under(&principal.bindings);
         Body::new(match permit {
             Some(p) => body.with_permit(p),
             None => body,
