@@ -12,7 +12,7 @@ use crate::Shared;
 use crate::api::Command;
 use crate::error::ReplicationError;
 use crate::session::inbound::StoredNode;
-use crate::storage::{self, COMMANDS_CHANNEL, PODS_CHANNEL, sites::SessionTouch};
+use crate::storage::{self, COMMANDS_CHANNEL, PODS_CHANNEL, STATUS_CHANNEL, sites::SessionTouch};
 use crate::upstream::convert::ts;
 
 /// Advisory lock keys ("mfrepl" + a job number).
@@ -248,7 +248,8 @@ async fn listen(shared: &Shared) {
     loop {
         let connected = async {
             let mut l = PgListener::connect_with(shared.db.pool()).await?;
-            l.listen_all([PODS_CHANNEL, COMMANDS_CHANNEL]).await?;
+            l.listen_all([PODS_CHANNEL, STATUS_CHANNEL, COMMANDS_CHANNEL])
+                .await?;
             Ok::<_, sqlx::Error>(l)
         };
         let mut listener = tokio::select! {
@@ -268,6 +269,7 @@ async fn listen(shared: &Shared) {
         };
         delay = Duration::from_millis(200);
         shared.pod_hub.notify(None);
+        shared.status_hub.notify(None);
         loop {
             let n = tokio::select! {
                 _ = shared.stop.cancelled() => return,
@@ -277,8 +279,14 @@ async fn listen(shared: &Shared) {
                 Ok(Some(n)) if n.channel() == PODS_CHANNEL => {
                     shared.pod_hub.notify(Some(n.payload()))
                 }
+                Ok(Some(n)) if n.channel() == STATUS_CHANNEL => {
+                    shared.status_hub.notify(Some(n.payload()))
+                }
                 Ok(Some(n)) => deliver_command(shared, n.payload()),
-                Ok(None) => shared.pod_hub.notify(None),
+                Ok(None) => {
+                    shared.pod_hub.notify(None);
+                    shared.status_hub.notify(None);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "notification stream failed; reconnecting");
                     break;

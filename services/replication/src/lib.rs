@@ -150,6 +150,10 @@ pub(crate) struct Shared {
     pub sessions: session::Sessions,
     pub logs: session::logs::LogRoutes,
     pub pod_hub: api::pod_hub::PodHub,
+    /// Wakes the status readers (STATUS_CHANNEL notifications).
+    pub status_hub: api::pod_hub::PodHub,
+    /// One status reader per followed vK8s.
+    pub status_topics: api::status_watch::StatusTopics,
     /// Ends every stream of this instance (process shutdown).
     pub stop: CancellationToken,
     /// `manifold_propagation_latency_seconds`, once metrics are registered.
@@ -196,6 +200,8 @@ impl Replication {
             sessions: session::Sessions::default(),
             logs: session::logs::LogRoutes::default(),
             pod_hub: api::pod_hub::PodHub::new(),
+            status_hub: api::pod_hub::PodHub::new(),
+            status_topics: Default::default(),
             stop: CancellationToken::new(),
             propagation: std::sync::OnceLock::new(),
             upstream,

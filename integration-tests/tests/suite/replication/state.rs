@@ -146,6 +146,125 @@ async fn watch_next(stream: &mut tonic::Streaming<rpb::PodEvent>) -> rpb::PodEve
         .expect("watch not ended")
 }
 
+/// A WatchObjectStatus stream of the scenario's vK8s, once live.
+async fn status_watch(
+    api: &mut rpb::replication_service_client::ReplicationServiceClient<tonic::transport::Channel>,
+    token: &str,
+) -> Result<tonic::Streaming<rpb::ObjectStatusEvent>, tonic::Status> {
+    let mut stream = api
+        .watch_object_status(authed(
+            token,
+            rpb::WatchObjectStatusRequest {
+                virtual_cluster: VK.into(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let live = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("live in time")?
+        .expect("not ended");
+    assert!(
+        live.r#ref.is_none(),
+        "the first event only says live: {live:?}"
+    );
+    Ok(stream)
+}
+
+async fn status_next(
+    stream: &mut tonic::Streaming<rpb::ObjectStatusEvent>,
+) -> rpb::ObjectStatusEvent {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("a status change in time")
+        .expect("watch open")
+        .expect("watch not ended")
+}
+
+fn web_status(ready: f64, revision: i64) -> Out {
+    Out::Status(rpb::StatusReport {
+        objects: vec![rpb::ObjectStatus {
+            r#ref: Some(rpb::ObjectRef {
+                virtual_cluster: VK.into(),
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+            }),
+            status: Some(structure(&[("readyReplicas", Kind::NumberValue(ready))])),
+            observed_revision: revision,
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+fn ready_of(e: &rpb::ObjectStatusEvent) -> Vec<(String, Option<Kind>)> {
+    e.statuses
+        .iter()
+        .map(|s| {
+            (
+                s.site.clone(),
+                s.status.as_ref().unwrap().fields["readyReplicas"]
+                    .kind
+                    .clone(),
+            )
+        })
+        .collect()
+}
+
+/// Status changes are pushed: every watcher of the vK8s gets each change
+/// once, with every site's status of the object; an unchanged re-report is
+/// no change; another tenant cannot watch.
+#[tokio::test]
+async fn status_changes_are_pushed_to_every_watcher_once() {
+    let h = harness(&[], |_| {}).await;
+    let par = h.site("pa2-par", &[("env", "edge")]).await;
+    let nyc = h.site("ny8-nyc", &[("env", "edge")]).await;
+    h.scenario(&[("edge", "env=edge")], &["edge"]).await;
+    settle().await;
+    let mut p = h.connect(Some(&par), "pa2-par", 0).await.unwrap();
+    let mut n = h.connect(Some(&nyc), "ny8-nyc", 0).await.unwrap();
+    p.snapshot().await;
+    n.snapshot().await;
+    let mut api = h.replication().await;
+    let mut first = status_watch(&mut api, &h.admin).await.expect("watch");
+    let mut second = status_watch(&mut api, &h.admin).await.expect("watch");
+
+    p.send(web_status(1.0, 3)).await;
+    for w in [&mut first, &mut second] {
+        let e = status_next(w).await;
+        assert_eq!(e.r#ref.as_ref().unwrap().kind, "Deployment");
+        assert_eq!(
+            ready_of(&e),
+            [("pa2-par".into(), Some(Kind::NumberValue(1.0)))]
+        );
+    }
+    // The same status again is no change; the other site's is, and the
+    // event carries both sites.
+    p.send(web_status(1.0, 3)).await;
+    n.send(web_status(2.0, 3)).await;
+    for w in [&mut first, &mut second] {
+        let e = status_next(w).await;
+        assert_eq!(
+            ready_of(&e),
+            [
+                ("ny8-nyc".into(), Some(Kind::NumberValue(2.0))),
+                ("pa2-par".into(), Some(Kind::NumberValue(1.0))),
+            ]
+        );
+    }
+    let quiet = tokio::time::timeout(Duration::from_secs(2), first.message()).await;
+    assert!(quiet.is_err(), "nothing changed, nothing pushed: {quiet:?}");
+
+    let eve = outsider(&h, "globex").await;
+    let refused = status_watch(&mut api, &eve).await.expect_err("refused");
+    assert!(
+        matches!(refused.code(), Code::NotFound | Code::PermissionDenied),
+        "{refused:?}"
+    );
+}
+
 fn describe(e: &rpb::PodEvent) -> String {
     let kind = rpb::pod_event::Type::try_from(e.r#type).unwrap();
     match &e.pod {
@@ -524,8 +643,24 @@ async fn a_site_whose_stream_is_gone_goes_offline_and_comes_back() {
     let mut api = h.replication().await;
     assert!(!pods_of(&mut api, &h.admin, 1).await.pods[0].site_offline);
 
+    let mut pushed = status_watch(&mut api, &h.admin)
+        .await
+        .expect("status watch");
     drop(agent);
     wait_state(&h, spb::site::State::Offline).await;
+    // Watchers of the status hear that the site went offline (after, at
+    // most, a repeat of the report just before the watch started).
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        let change = status_next(&mut pushed).await;
+        assert_eq!(change.r#ref.as_ref().unwrap().name, "web");
+        let offline = change.statuses[0].site_offline;
+        heard.push(change);
+        if offline {
+            break;
+        }
+    }
+    assert!(heard.last().unwrap().statuses[0].site_offline, "{heard:?}");
     // The registry hears first; the pods follow in the same sweep.
     let mut offline = false;
     for _ in 0..50 {

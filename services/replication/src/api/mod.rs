@@ -5,6 +5,7 @@
 
 mod logs;
 pub mod pod_hub;
+pub mod status_watch;
 mod watch;
 
 use std::{pin::Pin, sync::Arc, time::Duration};
@@ -211,6 +212,7 @@ impl Api {
 #[tonic::async_trait]
 impl pb::replication_service_server::ReplicationService for Api {
     type WatchPodsStream = PodStream;
+    type WatchObjectStatusStream = status_watch::StatusStream;
     type StreamLogsStream = LogStream;
 
     async fn list_pods(
@@ -274,6 +276,25 @@ impl pb::replication_service_server::ReplicationService for Api {
         Ok(Response::new(stream))
     }
 
+    async fn watch_object_status(
+        &self,
+        request: Request<pb::WatchObjectStatusRequest>,
+    ) -> Result<Response<Self::WatchObjectStatusStream>, Status> {
+        let (vk, tenant) = self
+            .authorize(
+                &request,
+                "virtual_cluster",
+                &request.get_ref().virtual_cluster,
+                Permission::Read,
+            )
+            .await?;
+        Ok(Response::new(status_watch::start(
+            self.0.clone(),
+            vk.resource_name(),
+            tenant,
+        )))
+    }
+
     async fn get_object_status(
         &self,
         request: Request<pb::GetObjectStatusRequest>,
@@ -325,24 +346,7 @@ impl pb::replication_service_server::ReplicationService for Api {
             |tx| { Ok(storage::sites::offline_among(tx, &sites).await?) }
         )?;
         Ok(Response::new(pb::GetObjectStatusResponse {
-            statuses: rows
-                .into_iter()
-                .map(|(site, s, time)| pb::ObjectStatus {
-                    r#ref: Some(pb::ObjectRef {
-                        virtual_cluster: s.key.virtual_cluster,
-                        api_version: s.key.api_version,
-                        kind: s.key.kind,
-                        namespace: s.key.namespace,
-                        name: s.key.name,
-                    }),
-                    status: to_struct(&s.status),
-                    observed_revision: s.observed_revision,
-                    update_time: Some(ts(time)),
-                    failure: s.failure.as_ref().map(|f| f.to_proto()),
-                    site_offline: offline.contains(&site),
-                    site,
-                })
-                .collect(),
+            statuses: status_watch::status_protos(rows, &offline),
         }))
     }
 

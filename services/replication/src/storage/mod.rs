@@ -11,5 +11,8 @@ pub mod tenants;
 
 /// Pod writes notify this channel with the vK8s name (WatchPods wakes).
 pub const PODS_CHANNEL: &str = "replication_pods";
+/// Status changes notify this channel with the vK8s name
+/// (WatchObjectStatus wakes).
+pub const STATUS_CHANNEL: &str = "replication_status";
 /// Commands for whichever replica holds a site's stream (DeletePod).
 pub const COMMANDS_CHANNEL: &str = "replication_commands";

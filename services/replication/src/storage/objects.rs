@@ -30,7 +30,15 @@ pub async fn upsert(
          ON CONFLICT (virtual_cluster, api_group, kind, namespace, name, site) DO UPDATE SET \
              api_version = EXCLUDED.api_version, status = EXCLUDED.status, \
              observed_revision = EXCLUDED.observed_revision, failure = EXCLUDED.failure, \
-             update_time = now()",
+             update_time = now(), \
+             changed = CASE WHEN (object_status.status, object_status.observed_revision, \
+                                  object_status.failure) \
+                 IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.observed_revision, EXCLUDED.failure) \
+               THEN nextval('replication.status_change') ELSE object_status.changed END, \
+             change_time = CASE WHEN (object_status.status, object_status.observed_revision, \
+                                      object_status.failure) \
+                 IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.observed_revision, EXCLUDED.failure) \
+               THEN now() ELSE object_status.change_time END",
     )
     .bind(tenant_id)
     .bind(&k.virtual_cluster)
@@ -67,6 +75,116 @@ pub async fn delete(tx: &mut Tx, key: &ObjectKey, site: Option<&str>) -> Result<
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Marks every status `site` holds as changed (the site went offline or
+/// came back, which changes how its status reads); the vK8s names touched.
+pub async fn touch_site(tx: &mut Tx, site: &str) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "WITH touched AS (UPDATE replication.object_status \
+             SET changed = nextval('replication.status_change'), change_time = now() \
+             WHERE site = $1 RETURNING virtual_cluster) \
+         SELECT DISTINCT virtual_cluster FROM touched",
+    )
+    .bind(site)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Notifies [`super::STATUS_CHANNEL`] that the status of `vks` changed.
+pub async fn notify_changed<'a>(
+    tx: &mut Tx,
+    vks: impl IntoIterator<Item = &'a str>,
+) -> Result<(), DbError> {
+    for vk in vks {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::STATUS_CHANNEL)
+            .bind(vk)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A change of the status of objects of one vK8s: the objects whose status
+/// changed after `after` (or at `since` or later, the look-back), each with
+/// its status on every site; and the highest change number seen.
+pub struct Changed {
+    pub objects: Vec<Vec<(String, ObjectState, DateTime<Utc>)>>,
+    pub last: i64,
+}
+
+/// The objects of `vk` whose status changed after change number `after` or
+/// at `since` or later, each with every site's status (sorted by site).
+pub async fn changed_since(
+    tx: &mut Tx,
+    vk: &str,
+    after: i64,
+    since: DateTime<Utc>,
+) -> Result<Changed, DbError> {
+    let rows = sqlx::query(
+        "WITH hit AS (SELECT DISTINCT api_group, kind, namespace, name \
+             FROM replication.object_status WHERE virtual_cluster = $1 \
+             AND (changed > $2 OR change_time >= $3)) \
+         SELECT s.api_version, s.kind, s.namespace, s.name, s.site, s.status, \
+             s.observed_revision, s.failure, s.update_time, s.changed \
+         FROM replication.object_status s JOIN hit USING (api_group, kind, namespace, name) \
+         WHERE s.virtual_cluster = $1 \
+         ORDER BY s.api_group, s.kind, s.namespace, s.name, s.site",
+    )
+    .bind(vk)
+    .bind(after)
+    .bind(since)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out = Changed {
+        objects: Vec::new(),
+        last: after,
+    };
+    let mut current: Option<(String, String, String)> = None;
+    for r in rows {
+        let key = ObjectKey {
+            virtual_cluster: vk.to_owned(),
+            api_version: r.get("api_version"),
+            kind: r.get("kind"),
+            namespace: r.get("namespace"),
+            name: r.get("name"),
+        };
+        out.last = out.last.max(r.get::<i64, _>("changed"));
+        let id = (
+            key.group().to_owned(),
+            key.kind.clone(),
+            format!("{}/{}", key.namespace, key.name),
+        );
+        if current.as_ref() != Some(&id) {
+            current = Some(id);
+            out.objects.push(Vec::new());
+        }
+        let state = ObjectState {
+            key,
+            status: r.get("status"),
+            observed_revision: r.get("observed_revision"),
+            failure: r
+                .get::<Option<serde_json::Value>, _>("failure")
+                .and_then(|v| serde_json::from_value(v).ok()),
+        };
+        if let Some(last) = out.objects.last_mut() {
+            last.push((r.get("site"), state, r.get("update_time")));
+        }
+    }
+    Ok(out)
+}
+
+/// The highest status change number handed out so far.
+pub async fn last_change(tx: &mut Tx) -> Result<i64, DbError> {
+    let row = sqlx::query("SELECT last_value, is_called FROM replication.status_change")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(if row.get::<bool, _>("is_called") {
+        row.get("last_value")
+    } else {
+        0
+    })
 }
 
 /// One object's status on every site that reported it, by site.

@@ -37,6 +37,17 @@ pub async fn apply(
     for k in &report.deleted_objects {
         objects::delete(tx, k, Some(site)).await?;
     }
+    // Wake the status watchers of every vK8s this report spoke of (a
+    // reader finds what really changed; an unchanged status is no change).
+    let mut touched: Vec<&str> = report
+        .objects
+        .iter()
+        .map(|o| o.key.virtual_cluster.as_str())
+        .filter(|vk| tenants.contains_key(*vk))
+        .collect();
+    touched.sort_unstable();
+    touched.dedup();
+    objects::notify_changed(tx, touched).await?;
     for e in &report.events {
         if let Some(t) = tenants.get(&e.virtual_cluster) {
             events::upsert(tx, *t, site, e).await?;
@@ -177,6 +188,8 @@ pub fn pod_rows(
 /// Marks every live pod of `site` as possibly stale (its stream is gone), or
 /// as current again (it is back).
 pub async fn set_site_offline(tx: &mut Tx, site: &str, offline: bool) -> Result<(), DbError> {
+    let touched = objects::touch_site(tx, site).await?;
+    objects::notify_changed(tx, touched.iter().map(String::as_str)).await?;
     let existing = pods::of_site(tx, site).await?;
     let rows: Vec<PodRow> = existing
         .into_iter()

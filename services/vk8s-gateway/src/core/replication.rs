@@ -413,25 +413,37 @@ impl ReplicationClient {
             token,
         )?;
         match self.client().get_object_status(request).await {
-            Ok(r) => Ok(r
-                .into_inner()
-                .statuses
-                .iter()
-                .map(|s| {
-                    let site = s.site.strip_prefix("sites/").unwrap_or(&s.site);
-                    let status = s.status.as_ref().map(json_struct).unwrap_or_default();
-                    (
-                        site.to_owned(),
-                        SiteStatus {
-                            status,
-                            failure: s.failure.clone(),
-                            offline: s.site_offline,
-                        },
-                    )
-                })
-                .collect()),
+            Ok(r) => Ok(statuses_by_site(&r.into_inner().statuses)),
             Err(s) if absent(&s) || s.code() == tonic::Code::NotFound => Ok(BTreeMap::new()),
             Err(s) => Err(upstream(s, name)),
+        }
+    }
+
+    /// The vK8s's status changes, pushed (see WatchObjectStatus); returns
+    /// once the stream is live, so every change after this call reaches it.
+    /// `None`: the replication service does not offer it (an older one).
+    pub async fn watch_object_status(
+        &self,
+        vc: &VirtualCluster,
+        token: &str,
+    ) -> Result<Option<tonic::Streaming<pb::ObjectStatusEvent>>, GatewayError> {
+        let vk = vc.name.resource_name();
+        let request = with_token(
+            pb::WatchObjectStatusRequest {
+                virtual_cluster: vk.clone(),
+            },
+            token,
+        )?;
+        let mut stream = match self.client().watch_object_status(request).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(None),
+            Err(s) => return Err(upstream(s, &vk)),
+        };
+        // The first event says the stream is live.
+        match stream.message().await {
+            Ok(Some(_)) => Ok(Some(stream)),
+            Ok(None) => Ok(None),
+            Err(s) => Err(upstream(s, &vk)),
         }
     }
 
@@ -500,6 +512,25 @@ impl ReplicationClient {
                 }
             }))
     }
+}
+
+/// The statuses of one object as replication answers them, by site id.
+pub fn statuses_by_site(statuses: &[pb::ObjectStatus]) -> BTreeMap<String, SiteStatus> {
+    statuses
+        .iter()
+        .map(|s| {
+            let site = s.site.strip_prefix("sites/").unwrap_or(&s.site);
+            let status = s.status.as_ref().map(json_struct).unwrap_or_default();
+            (
+                site.to_owned(),
+                SiteStatus {
+                    status,
+                    failure: s.failure.clone(),
+                    offline: s.site_offline,
+                },
+            )
+        })
+        .collect()
 }
 
 /// One site's status of an object, and its refusal of the latest version.

@@ -22,18 +22,23 @@ use super::negotiate::{self, Output};
 use super::response::set_table_version;
 use crate::core::Core;
 use crate::core::list::{ListFrom, ListOptions, Selectors, WatchFrom, watch_event};
-use crate::core::replication::{is_workload, site_count};
+use crate::core::replication::{is_workload, merge_status, site_count, statuses_by_site};
 use crate::domain::VirtualCluster;
 use crate::error::GatewayError;
 use crate::feed::{Cursor, Step};
+use manifold_proto::replication::v1 as pb;
 
 /// Longest a watch stays open; clients re-watch from their last revision.
 const MAX_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How often an idle watch that allows bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
 /// How often a watch of workloads re-reads the sites' status of the
-/// objects it has sent, to send MODIFIED when the summed status changed.
+/// objects it has sent, to send MODIFIED when the summed status changed,
+/// when the replication service cannot push status changes (its
+/// WatchObjectStatus stream failed or is not offered).
 const STATUS_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a watch waits for the status push to go live.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Objects per watch whose site status is followed.
 const MAX_FOLLOWED: usize = 500;
 
@@ -45,6 +50,28 @@ pub struct Observer {
 }
 
 impl Observer {
+    /// The vK8s's status changes, pushed, once live; `None` when they
+    /// cannot be had (the watch then polls).
+    async fn push(&self) -> Option<tonic::Streaming<pb::ObjectStatusEvent>> {
+        let client = self.core.replication.get()?;
+        match tokio::time::timeout(
+            PUSH_TIMEOUT,
+            client.watch_object_status(&self.vc, &self.token),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "status push unavailable; this watch polls");
+                None
+            }
+            Err(_) => {
+                tracing::info!("status push did not go live; this watch polls");
+                None
+            }
+        }
+    }
+
     async fn merge(&self, kind: &'static ResourceKind, object: &mut Value) {
         if let Err(e) = self.core.observe(&self.vc, kind, object, &self.token).await {
             tracing::debug!(error = %e, "reading the sites' status for a watch");
@@ -225,6 +252,11 @@ async fn run(
         listed,
     } = stream;
     let observer = observer.filter(|_| is_workload(encoder.kind.kind));
+    // Live before anything is read, so no change falls in between.
+    let mut pushed = match &observer {
+        Some(o) => o.push().await,
+        None => None,
+    };
     // Name → the object as last sent, for status follow-ups.
     let mut followed: HashMap<String, Value> = HashMap::new();
     if observer.is_some() {
@@ -253,6 +285,19 @@ async fn run(
     {
         return;
     }
+    // With changes pushed, the listed objects' status is read once now;
+    // without, the first poll does it.
+    if let (Some(o), Some(_)) = (&observer, &pushed) {
+        let names: Vec<String> = listed
+            .iter()
+            .filter_map(|l| l.pointer("/metadata/name").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect();
+        if !poll(o, encoder, &mut followed, Some(&names), &tx).await {
+            return;
+        }
+    }
+    let namespace = followed_namespace(&observer);
     let deadline = tokio::time::sleep(params.timeout);
     tokio::pin!(deadline);
     let mut ticks = tokio::time::interval_at(
@@ -264,23 +309,29 @@ async fn run(
     loop {
         let bytes = tokio::select! {
             _ = watches.cancelled() => return,
-            _ = status_ticks.tick(), if observer.is_some() && !followed.is_empty() => {
+            _ = status_ticks.tick(), if observer.is_some() && pushed.is_none() && !followed.is_empty() => {
                 let Some(o) = &observer else { continue };
-                let mut changed = Vec::new();
-                for (name, last) in &followed {
-                    let mut fresh = last.clone();
-                    o.merge(encoder.kind, &mut fresh).await;
-                    if fresh != *last {
-                        changed.push((name.clone(), fresh));
-                    }
-                }
-                for (name, fresh) in changed {
-                    if tx.send(Ok(encoder.event("MODIFIED", &fresh))).await.is_err() {
-                        return;
-                    }
-                    followed.insert(name, fresh);
+                if !poll(o, encoder, &mut followed, None, &tx).await {
+                    return;
                 }
                 continue;
+            }
+            change = next_status(&mut pushed) => {
+                match change {
+                    Ok(Some(event)) => {
+                        let Some(fresh) = pushed_change(&encoder, &namespace, &followed, &event) else {
+                            continue;
+                        };
+                        let name = fresh.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                        followed.insert(name, fresh.clone());
+                        encoder.event("MODIFIED", &fresh)
+                    }
+                    Ok(None) | Err(_) => {
+                        tracing::info!(ended = ?change.err(), "status push ended; this watch polls");
+                        pushed = None;
+                        continue;
+                    }
+                }
             }
             _ = &mut deadline => return,
             _ = tx.closed() => return,
@@ -327,6 +378,80 @@ async fn run(
             return;
         }
     }
+}
+
+/// The next pushed status change (never, without a push).
+async fn next_status(
+    pushed: &mut Option<tonic::Streaming<pb::ObjectStatusEvent>>,
+) -> Result<Option<pb::ObjectStatusEvent>, tonic::Status> {
+    match pushed {
+        Some(s) => s.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The namespace whose objects the observer follows.
+fn followed_namespace(observer: &Option<Observer>) -> String {
+    observer
+        .as_ref()
+        .map(|o| o.vc.name.namespace.clone())
+        .unwrap_or_default()
+}
+
+/// A followed object with a pushed change merged in, when that changes
+/// what the watcher holds.
+fn pushed_change(
+    encoder: &Encoder,
+    namespace: &str,
+    followed: &HashMap<String, Value>,
+    event: &pb::ObjectStatusEvent,
+) -> Option<Value> {
+    let r = event.r#ref.as_ref()?;
+    if r.kind != encoder.kind.kind || r.namespace != namespace {
+        return None;
+    }
+    let last = followed.get(&r.name)?;
+    let mut fresh = last.clone();
+    merge_status(
+        encoder.kind.kind,
+        &mut fresh,
+        statuses_by_site(&event.statuses),
+    );
+    (fresh != *last).then_some(fresh)
+}
+
+/// Re-reads the sites' status of the followed objects (`only`: of these
+/// names) and sends MODIFIED for each that changed; false once the
+/// watcher has gone.
+async fn poll(
+    o: &Observer,
+    encoder: Encoder,
+    followed: &mut HashMap<String, Value>,
+    only: Option<&[String]>,
+    tx: &mpsc::Sender<Result<Bytes, Infallible>>,
+) -> bool {
+    let mut changed = Vec::new();
+    for (name, last) in followed.iter() {
+        if only.is_some_and(|names| !names.contains(name)) {
+            continue;
+        }
+        let mut fresh = last.clone();
+        o.merge(encoder.kind, &mut fresh).await;
+        if fresh != *last {
+            changed.push((name.clone(), fresh));
+        }
+    }
+    for (name, fresh) in changed {
+        if tx
+            .send(Ok(encoder.event("MODIFIED", &fresh)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        followed.insert(name, fresh);
+    }
+    true
 }
 
 /// Keeps `followed` up to date with what a watcher was sent.
