@@ -5,6 +5,15 @@
 //! reports p50/p99 latency and throughput of Authorize (warm cache and cold:
 //! cache disabled) and GetTenant, then runs pgbench's select-only workload on
 //! the same Postgres server with the same client count as the baseline.
+//!
+//! `manifold-bench watch-status [--clients 100] [--deployments 100]
+//! [--seconds 20]` runs three simulated sites, `--deployments` Deployments
+//! and `--clients` concurrent `watch` streams of them through the vK8s
+//! Kubernetes API, and reports the Postgres transactions per second of the
+//! control plane's database idle, with the watches polling status (the
+//! baseline: `vk8s.status_push=false`, the behaviour before the push) and
+//! with status pushed, plus how long one scale-up takes to reach every
+//! watch.
 
 use std::{
     process::Command,
@@ -17,9 +26,13 @@ use manifold_integration_tests::{TestApp, authed, fresh_database, percentile_ms}
 use manifold_proto::tenancy::v1::*;
 use tonic::transport::Channel;
 
+#[path = "manifold-bench/watch_status.rs"]
+mod watch_status;
+
 struct Args {
     clients: usize,
     seconds: u64,
+    deployments: usize,
 }
 
 fn parse_args() -> Result<(String, Args)> {
@@ -28,13 +41,17 @@ fn parse_args() -> Result<(String, Args)> {
     let mut args = Args {
         clients: 50,
         seconds: 10,
+        deployments: 100,
     };
     while let Some(a) = it.next() {
         let v = it.next().context("flag needs a value")?;
         match a.as_str() {
             "--clients" => args.clients = v.parse()?,
             "--seconds" => args.seconds = v.parse()?,
-            other => bail!("unknown flag {other}; known: --clients N --seconds S"),
+            "--deployments" => args.deployments = v.parse()?,
+            other => {
+                bail!("unknown flag {other}; known: --clients N --seconds S --deployments N")
+            }
         }
     }
     Ok((what, args))
@@ -45,7 +62,8 @@ async fn main() -> Result<()> {
     let (what, args) = parse_args()?;
     match what.as_str() {
         "tenancy" => tenancy(&args).await,
-        other => bail!("unknown benchmark {other}; known: tenancy"),
+        "watch-status" => watch_status::run(args.clients, args.deployments, args.seconds).await,
+        other => bail!("unknown benchmark {other}; known: tenancy, watch-status"),
     }
 }
 

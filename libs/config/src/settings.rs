@@ -263,6 +263,11 @@ pub struct Vk8s {
     /// Fair use: Kubernetes watches one principal holds open at once on one
     /// gateway process.
     pub max_watches_per_principal: usize,
+    /// Workload watches take the sites' status changes pushed by
+    /// replication (WatchObjectStatus). `false` makes them re-read every
+    /// followed object's status each second instead (the behaviour before
+    /// the push; kept as a switch and as the benchmark's baseline).
+    pub status_push: bool,
 }
 
 impl Default for Vk8s {
@@ -274,6 +279,7 @@ impl Default for Vk8s {
             max_bytes: 256 * 1024 * 1024,
             max_pods_per_site: 1_000,
             max_watches_per_principal: 100,
+            status_push: true,
         }
     }
 }

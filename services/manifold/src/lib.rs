@@ -357,6 +357,7 @@ pub async fn start_with(
                 log_retention_revisions: settings.vk8s.log_retention_revisions,
                 compaction_interval: settings.vk8s.compaction_interval(),
                 stream_recheck: settings.auth.stream_recheck(),
+                status_push: settings.vk8s.status_push,
                 quota: manifold_vk8s_gateway::Quota {
                     max_objects: settings.vk8s.max_objects,
                     max_bytes: settings.vk8s.max_bytes,

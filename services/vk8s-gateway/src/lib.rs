@@ -55,12 +55,15 @@ pub struct GatewayConfig {
     pub encryption: Arc<encryption::Encryption>,
     /// Fair use per vK8s and per principal.
     pub quota: Quota,
+    /// Workload watches take status changes pushed by replication (else
+    /// they poll every followed object's status each second).
+    pub status_push: bool,
 }
 
 impl GatewayConfig {
     /// Defaults for everything but the URL, the CA and the encryption keys:
     /// 1,000 revisions kept, compaction every minute, 30-day kubeconfig
-    /// tokens, the default [`Quota`].
+    /// tokens, the default [`Quota`], status pushed to watches.
     pub fn new(
         public_url: impl Into<String>,
         ca_pem: impl Into<String>,
@@ -75,6 +78,7 @@ impl GatewayConfig {
             stream_recheck: manifold_auth::DEFAULT_STREAM_RECHECK,
             encryption,
             quota: Quota::default(),
+            status_push: true,
         }
     }
 }

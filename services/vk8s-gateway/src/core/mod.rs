@@ -11,6 +11,7 @@ pub mod policy;
 pub mod quota;
 pub mod replication;
 pub mod rotation;
+pub mod status_push;
 pub mod tenancy;
 
 use std::sync::{Arc, OnceLock};
@@ -48,6 +49,8 @@ pub struct Core {
     pub sites: OnceLock<SitesClient>,
     /// Open Kubernetes watches by principal (`quota.max_watches_per_principal`).
     pub watches: quota::Watches,
+    /// Status changes pushed by replication, one upstream per vK8s.
+    pub status_push: status_push::StatusPush,
 }
 
 impl Core {
@@ -82,6 +85,7 @@ impl Core {
             replication: OnceLock::new(),
             sites: OnceLock::new(),
             watches: quota::Watches::default(),
+            status_push: status_push::StatusPush::default(),
         }
     }
 

@@ -23,10 +23,12 @@ use super::response::set_table_version;
 use crate::core::Core;
 use crate::core::list::{ListFrom, ListOptions, Selectors, WatchFrom, watch_event};
 use crate::core::replication::{is_workload, merge_status, site_count, statuses_by_site};
+use crate::core::status_push::StatusEvent;
 use crate::domain::VirtualCluster;
 use crate::error::GatewayError;
 use crate::feed::{Cursor, Step};
 use manifold_proto::replication::v1 as pb;
+use tokio::sync::broadcast;
 
 /// Longest a watch stays open; clients re-watch from their last revision.
 const MAX_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -52,14 +54,16 @@ pub struct Observer {
 impl Observer {
     /// The vK8s's status changes, pushed, once live; `None` when they
     /// cannot be had (the watch then polls).
-    async fn push(&self) -> Option<tonic::Streaming<pb::ObjectStatusEvent>> {
+    async fn push(&self) -> Option<broadcast::Receiver<StatusEvent>> {
+        if !self.core.config.status_push {
+            return None;
+        }
         let client = self.core.replication.get()?;
-        match tokio::time::timeout(
-            PUSH_TIMEOUT,
-            client.watch_object_status(&self.vc, &self.token),
-        )
-        .await
-        {
+        let subscribed = self
+            .core
+            .status_push
+            .subscribe(client, &self.vc, &self.token);
+        match tokio::time::timeout(PUSH_TIMEOUT, subscribed).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 tracing::info!(error = %e, "status push unavailable; this watch polls");
@@ -318,7 +322,7 @@ async fn run(
             }
             change = next_status(&mut pushed) => {
                 match change {
-                    Ok(Some(event)) => {
+                    Ok(event) => {
                         let Some(fresh) = pushed_change(&encoder, &namespace, &followed, &event) else {
                             continue;
                         };
@@ -326,9 +330,17 @@ async fn run(
                         followed.insert(name, fresh.clone());
                         encoder.event("MODIFIED", &fresh)
                     }
-                    Ok(None) | Err(_) => {
-                        tracing::info!(ended = ?change.err(), "status push ended; this watch polls");
-                        pushed = None;
+                    Err(ended) => {
+                        // Fell behind, or the upstream ended: subscribe again
+                        // (with this watch's token) and re-read what might
+                        // have been missed; polling if no push can be had.
+                        let Some(o) = &observer else { continue };
+                        if matches!(ended, broadcast::error::RecvError::Closed) {
+                            pushed = o.push().await;
+                        }
+                        if !poll(o, encoder, &mut followed, None, &tx).await {
+                            return;
+                        }
                         continue;
                     }
                 }
@@ -382,10 +394,10 @@ async fn run(
 
 /// The next pushed status change (never, without a push).
 async fn next_status(
-    pushed: &mut Option<tonic::Streaming<pb::ObjectStatusEvent>>,
-) -> Result<Option<pb::ObjectStatusEvent>, tonic::Status> {
+    pushed: &mut Option<broadcast::Receiver<StatusEvent>>,
+) -> Result<StatusEvent, broadcast::error::RecvError> {
     match pushed {
-        Some(s) => s.message().await,
+        Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
 }
