@@ -256,6 +256,26 @@ async fn status_changes_are_pushed_to_every_watcher_once() {
     }
     let quiet = tokio::time::timeout(Duration::from_secs(2), first.message()).await;
     assert!(quiet.is_err(), "nothing changed, nothing pushed: {quiet:?}");
+    // A site dropping the object changes the merged status too: the event
+    // carries the sites left.
+    n.send(Out::Status(rpb::StatusReport {
+        deleted_objects: vec![rpb::ObjectRef {
+            virtual_cluster: VK.into(),
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+        }],
+        ..Default::default()
+    }))
+    .await;
+    for w in [&mut first, &mut second] {
+        let e = status_next(w).await;
+        assert_eq!(
+            ready_of(&e),
+            [("pa2-par".into(), Some(Kind::NumberValue(1.0)))]
+        );
+    }
 
     let eve = outsider(&h, "globex").await;
     let refused = status_watch(&mut api, &eve).await.expect_err("refused");

@@ -8,12 +8,24 @@ use uuid::Uuid;
 use crate::domain::{ObjectKey, group_of, status::ObjectState};
 
 /// Drops everything stored about `site`'s objects (a full report follows).
-pub async fn clear_site(tx: &mut Tx, site: &str) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM replication.object_status WHERE site = $1")
-        .bind(site)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// The other sites' status of those objects is marked changed (the merged
+/// status no longer counts this site); the vK8s names touched.
+pub async fn clear_site(tx: &mut Tx, site: &str) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "WITH gone AS (DELETE FROM replication.object_status WHERE site = $1 \
+             RETURNING virtual_cluster, api_group, kind, namespace, name), \
+         touched AS (UPDATE replication.object_status o \
+             SET changed = nextval('replication.status_change'), change_time = now() \
+             FROM (SELECT DISTINCT * FROM gone) g \
+             WHERE o.virtual_cluster = g.virtual_cluster AND o.api_group = g.api_group \
+             AND o.kind = g.kind AND o.namespace = g.namespace AND o.name = g.name \
+             AND o.site <> $1 \
+             RETURNING o.virtual_cluster) \
+         SELECT DISTINCT virtual_cluster FROM touched",
+    )
+    .bind(site)
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 pub async fn upsert(
@@ -60,11 +72,20 @@ pub async fn upsert(
     Ok(())
 }
 
-/// Drops one object's status on `site` (None: on every site).
-pub async fn delete(tx: &mut Tx, key: &ObjectKey, site: Option<&str>) -> Result<(), DbError> {
-    sqlx::query(
-        "DELETE FROM replication.object_status WHERE virtual_cluster = $1 AND api_group = $2 \
-         AND kind = $3 AND namespace = $4 AND name = $5 AND ($6::text IS NULL OR site = $6)",
+/// Drops one object's status on `site` (None: on every site). The other
+/// sites' status of it is marked changed (the merged status no longer
+/// counts this site); whether any was.
+pub async fn delete(tx: &mut Tx, key: &ObjectKey, site: Option<&str>) -> Result<bool, DbError> {
+    let touched: i64 = sqlx::query_scalar(
+        "WITH gone AS (DELETE FROM replication.object_status WHERE virtual_cluster = $1 \
+             AND api_group = $2 AND kind = $3 AND namespace = $4 AND name = $5 \
+             AND ($6::text IS NULL OR site = $6) RETURNING site), \
+         touched AS (UPDATE replication.object_status \
+             SET changed = nextval('replication.status_change'), change_time = now() \
+             WHERE virtual_cluster = $1 AND api_group = $2 AND kind = $3 AND namespace = $4 \
+             AND name = $5 AND $6::text IS NOT NULL AND site <> $6 \
+             AND EXISTS (SELECT 1 FROM gone) RETURNING 1) \
+         SELECT count(*) FROM touched",
     )
     .bind(&key.virtual_cluster)
     .bind(key.group())
@@ -72,9 +93,9 @@ pub async fn delete(tx: &mut Tx, key: &ObjectKey, site: Option<&str>) -> Result<
     .bind(&key.namespace)
     .bind(&key.name)
     .bind(site)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(())
+    Ok(touched > 0)
 }
 
 /// Marks every status `site` holds as changed (the site went offline or

@@ -26,28 +26,33 @@ pub async fn apply(
     report: &Report,
     tenants: &HashMap<String, Uuid>,
 ) -> Result<(), DbError> {
-    if report.full {
-        objects::clear_site(tx, site).await?;
-    }
+    let mut touched: Vec<String> = if report.full {
+        objects::clear_site(tx, site).await?
+    } else {
+        Vec::new()
+    };
     for o in &report.objects {
         if let Some(t) = tenants.get(&o.key.virtual_cluster) {
             objects::upsert(tx, *t, site, o).await?;
         }
     }
     for k in &report.deleted_objects {
-        objects::delete(tx, k, Some(site)).await?;
+        if objects::delete(tx, k, Some(site)).await? {
+            touched.push(k.virtual_cluster.clone());
+        }
     }
     // Wake the status watchers of every vK8s this report spoke of (a
     // reader finds what really changed; an unchanged status is no change).
-    let mut touched: Vec<&str> = report
-        .objects
-        .iter()
-        .map(|o| o.key.virtual_cluster.as_str())
-        .filter(|vk| tenants.contains_key(*vk))
-        .collect();
+    touched.extend(
+        report
+            .objects
+            .iter()
+            .map(|o| o.key.virtual_cluster.clone())
+            .filter(|vk| tenants.contains_key(vk)),
+    );
     touched.sort_unstable();
     touched.dedup();
-    objects::notify_changed(tx, touched).await?;
+    objects::notify_changed(tx, touched.iter().map(String::as_str)).await?;
     for e in &report.events {
         if let Some(t) = tenants.get(&e.virtual_cluster) {
             events::upsert(tx, *t, site, e).await?;
