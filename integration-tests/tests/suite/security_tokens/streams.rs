@@ -1,8 +1,8 @@
 //! Long-lived streams re-check their credential (every
 //! `auth.stream_recheck_secs`, one second here): `kubectl get -w`,
-//! `kubectl logs -f`, WatchPods, StreamLogs, WatchPlacement and the object
-//! feed end soon after their token is revoked or expires, and the next
-//! request is refused (401 / UNAUTHENTICATED).
+//! `kubectl logs -f`, WatchPods, StreamLogs, WatchObjectStatus,
+//! WatchPlacement and the object feed end soon after their token is revoked
+//! or expires, and the next request is refused (401 / UNAUTHENTICATED).
 
 use std::time::Duration;
 
@@ -164,6 +164,13 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
             &ann,
             &logs,
             "manifold.replication.v1.ReplicationService/StreamLogs",
+        ),
+        spawn_grpcurl(
+            &app,
+            dir.path(),
+            &ann,
+            &vk,
+            "manifold.replication.v1.ReplicationService/WatchObjectStatus",
         ),
         spawn_grpcurl(
             &app,
