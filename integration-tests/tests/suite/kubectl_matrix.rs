@@ -262,7 +262,8 @@ async fn exercise(k: &Kubectl) {
             "AGE",
             "CONTAINERS",
             "IMAGES",
-            "SELECTOR"
+            "SELECTOR",
+            "SITES"
         ],
         "{wide}"
     );

@@ -460,6 +460,7 @@ async fn the_reference_scenario_through_kubectl() {
         }
     }
     nodes_tell_the_same_story_as_the_pods(&kube, &by_site).await;
+    each_site_shows_its_ready_pods(&kube).await;
 
     // Field selectors over the merged pods.
     let node = by_site["pa2-par"][0]["spec"]["nodeName"]
@@ -554,6 +555,30 @@ async fn the_reference_scenario_through_kubectl() {
         assert!(tokio::time::Instant::now() < deadline, "{nodes}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `get deploy -o wide` has a SITES column with ready/desired per site, and
+/// `describe` shows the same (two ready replicas on each of the three sites).
+pub(crate) async fn each_site_shows_its_ready_pods(kube: &Kube) {
+    let want = "ams9-ams=2/2,ny8-nyc=2/2,pa2-par=2/2";
+    let mut wide = String::new();
+    for _ in 0..40 {
+        wide = kube
+            .ok(&["get", "deploy", "productpage", "-o", "wide"])
+            .await;
+        if wide.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let header = wide.lines().next().unwrap_or_default();
+    assert!(header.trim_end().ends_with("SITES"), "{wide}");
+    assert!(wide.contains(want), "{wide}");
+    let described = kube.ok(&["describe", "deploy", "productpage"]).await;
+    assert!(
+        described.contains(&format!("manifold.dev/site-ready: {want}")),
+        "{described}"
+    );
 }
 
 /// `kubectl get nodes -L manifold.dev/site` lists the nodes the pods run on,

@@ -42,6 +42,8 @@ async fn the_reference_scenario_on_three_real_clusters() {
             assert_eq!(cells.last(), Some(&site.as_str()), "{row}");
         }
     }
+    // SITES in `get deploy -o wide` and describe: 2/2 on each cluster.
+    crate::reference::each_site_shows_its_ready_pods(kc).await;
     // `kubectl get nodes` lists exactly the clusters' nodes, each with its
     // site, all Ready as the clusters' own node controllers say.
     let table = kc.ok(&["get", "nodes", "-L", "manifold.dev/site"]).await;

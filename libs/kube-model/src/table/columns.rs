@@ -71,6 +71,12 @@ const SELECTOR: Column = col(
     "Label selector of the pods this object manages.",
     1,
 );
+const SITES: Column = col(
+    "Sites",
+    "string",
+    "Ready pods out of the desired on each Manifold site (annotation manifold.dev/site-ready).",
+    1,
+);
 
 const DEPLOYMENT: &[Column] = &[
     NAME,
@@ -96,6 +102,7 @@ const DEPLOYMENT: &[Column] = &[
     CONTAINERS,
     IMAGES,
     SELECTOR,
+    SITES,
 ];
 
 const STATEFULSET: &[Column] = &[
@@ -109,6 +116,7 @@ const STATEFULSET: &[Column] = &[
     AGE,
     CONTAINERS,
     IMAGES,
+    SITES,
 ];
 
 const DAEMONSET: &[Column] = &[
@@ -153,6 +161,7 @@ const DAEMONSET: &[Column] = &[
     CONTAINERS,
     IMAGES,
     SELECTOR,
+    SITES,
 ];
 
 const REPLICASET: &[Column] = &[

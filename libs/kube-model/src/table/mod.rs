@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 pub use columns::{Column, columns};
 pub use pod::{PodSummary, pod_summary};
-pub use rows::{SITE_LABEL, row_cells, row_cells_scaled};
+pub use rows::{SITE_LABEL, SITE_READY_ANNOTATION, row_cells, row_cells_scaled};
 
 /// The `includeObject` query parameter of a Table request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -10,6 +10,16 @@ use crate::selectors::{format_label_selector, format_labels};
 
 /// The label that names the site a pod runs on.
 pub const SITE_LABEL: &str = "manifold.dev/site";
+/// Ready out of desired on each site of a workload (`pa2-par=2/2,…`), as the
+/// gateway merges the sites' status.
+pub const SITE_READY_ANNOTATION: &str = "manifold.dev/site-ready";
+
+fn sites(obj: &Value) -> Value {
+    or_none(str_at(
+        obj,
+        &["metadata", "annotations", SITE_READY_ANNOTATION],
+    ))
+}
 
 fn s(v: impl Into<String>) -> Value {
     Value::String(v.into())
@@ -113,6 +123,7 @@ pub fn row_cells_scaled(
                 c,
                 i,
                 selector(obj, &["spec", "selector"]),
+                sites(obj),
             ]
         }
         "StatefulSet" => {
@@ -122,7 +133,7 @@ pub fn row_cells_scaled(
                 i64_at(obj, &["status", "readyReplicas"]).unwrap_or(0),
                 desired(obj)
             );
-            vec![name(obj), s(ready), created(obj, now), c, i]
+            vec![name(obj), s(ready), created(obj, now), c, i, sites(obj)]
         }
         "DaemonSet" => {
             let [c, i] = containers_images(obj, TEMPLATE);
@@ -141,6 +152,7 @@ pub fn row_cells_scaled(
                 c,
                 i,
                 selector(obj, &["spec", "selector"]),
+                sites(obj),
             ]
         }
         "ReplicaSet" => {

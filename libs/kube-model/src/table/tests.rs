@@ -62,7 +62,8 @@ fn column_sets_match_kubectl() {
             ("Age", 0),
             ("Containers", 1),
             ("Images", 1),
-            ("Selector", 1)
+            ("Selector", 1),
+            ("Sites", 1)
         ]
     );
     assert_eq!(
@@ -72,10 +73,11 @@ fn column_sets_match_kubectl() {
             ("Ready", 0),
             ("Age", 0),
             ("Containers", 1),
-            ("Images", 1)
+            ("Images", 1),
+            ("Sites", 1)
         ]
     );
-    assert_eq!(names("DaemonSet").len(), 11);
+    assert_eq!(names("DaemonSet").len(), 12);
     assert_eq!(names("DaemonSet")[6], ("Node Selector", 0));
     assert_eq!(
         names("ReplicaSet")[..5],
@@ -206,11 +208,18 @@ fn deployment_row() {
             json!("pp,side"),
             json!("pp:1,envoy"),
             json!("app=productpage"),
+            json!("<none>"),
         ]
     );
     let bare = json!({"metadata": {"name": "d"}, "spec": {}});
     assert_eq!(row_cells("Deployment", &bare, now())[1], "0/1");
     assert_eq!(row_cells("Deployment", &bare, now())[7], "<none>");
+    let placed = json!({"metadata": {"name": "d", "annotations": {
+        SITE_READY_ANNOTATION: "ny8-nyc=2/2,pa2-par=1/2"}}, "spec": {}});
+    assert_eq!(
+        row_cells("Deployment", &placed, now())[8],
+        "ny8-nyc=2/2,pa2-par=1/2"
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ use crate::error::{GatewayError, Target};
 pub const SITE_LABEL: &str = "manifold.dev/site";
 /// Annotation listing the sites whose status a workload's `.status` sums.
 pub const SITES_ANNOTATION: &str = "manifold.dev/sites";
+pub use manifold_kube_model::table::SITE_READY_ANNOTATION;
 /// Annotation holding a pod's name on its site (the vK8s name adds the site).
 pub const SITE_POD_NAME_ANNOTATION: &str = "manifold.dev/site-pod-name";
 
@@ -606,8 +607,13 @@ pub fn merge_status(kind: &str, object: &mut Value, sites: BTreeMap<String, Site
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(1);
+    let ready = site_ready(kind, object, &sites);
     let annotations = entry(entry_obj(object, "metadata"), "annotations");
     annotations.insert(SITES_ANNOTATION.into(), list.into());
+    match ready {
+        Some(r) => annotations.insert(SITE_READY_ANNOTATION.into(), r.into()),
+        None => annotations.remove(SITE_READY_ANNOTATION),
+    };
     let mut refusals: Vec<(String, pb::ApplyFailure)> = Vec::new();
     let mut offline: Vec<String> = Vec::new();
     let statuses: Vec<Value> = sites
@@ -640,6 +646,40 @@ pub fn merge_status(kind: &str, object: &mut Value, sites: BTreeMap<String, Site
         add_offline_condition(&mut summed, &offline);
     }
     object["status"] = summed;
+}
+
+/// Ready out of desired on each site (`ny8-nyc=2/2,pa2-par=offline`), for
+/// the kinds whose pods are counted that way; `kubectl get -o wide` shows it
+/// as SITES and `kubectl describe` among the annotations.
+fn site_ready(kind: &str, object: &Value, sites: &BTreeMap<String, SiteStatus>) -> Option<String> {
+    let replicas = || {
+        object
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+    };
+    let of = |status: &Value, field: &str| status.get(field).and_then(Value::as_i64).unwrap_or(0);
+    let cells: Vec<String> = sites
+        .iter()
+        .map(|(site, s)| {
+            if s.offline {
+                return format!("{site}=offline");
+            }
+            let (ready, desired) = match kind {
+                "DaemonSet" => (
+                    of(&s.status, "numberReady"),
+                    of(&s.status, "desiredNumberScheduled"),
+                ),
+                _ => (of(&s.status, "readyReplicas"), replicas()),
+            };
+            format!("{site}={ready}/{desired}")
+        })
+        .collect();
+    matches!(
+        kind,
+        "Deployment" | "StatefulSet" | "ReplicaSet" | "DaemonSet"
+    )
+    .then(|| cells.join(","))
 }
 
 /// An offline site's last report, as the sum counts it: what it last said
@@ -983,6 +1023,10 @@ mod tests {
             "ams9-ams,ny8-nyc,pa2-par"
         );
         assert_eq!(site_count(&d), 3);
+        assert_eq!(
+            d["metadata"]["annotations"][SITE_READY_ANNOTATION],
+            "ams9-ams=1/2,ny8-nyc=2/2,pa2-par=2/2"
+        );
     }
 
     #[test]
