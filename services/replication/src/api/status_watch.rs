@@ -26,7 +26,7 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::Shared;
-use crate::domain::status::ObjectState;
+use crate::domain::{group_of, status::ObjectState};
 use crate::error::ReplicationError;
 use crate::storage;
 use crate::upstream::convert::{to_struct, ts};
@@ -148,8 +148,9 @@ async fn read(shared: Arc<Shared>, vk: String, tenant: Uuid, tx: broadcast::Send
     )
     .unwrap_or(0);
     let mut since = Utc::now() - LOOK_BACK;
-    // What was sent within the look-back: object → its highest change.
-    let mut sent: HashMap<ObjectId, (i64, DateTime<Utc>)> = HashMap::new();
+    // What was sent within the look-back: object → its statuses (without
+    // store times) and when.
+    let mut sent: HashMap<ObjectId, (Vec<pb::ObjectStatus>, DateTime<Utc>)> = HashMap::new();
     loop {
         {
             let mut topics = shared.status_topics.lock();
@@ -174,29 +175,13 @@ async fn read(shared: Arc<Shared>, vk: String, tenant: Uuid, tx: broadcast::Send
                 cursor = cursor.max(changed.last);
                 since = read_at - LOOK_BACK;
                 sent.retain(|_, (_, at)| *at >= since);
-                let fresh: Vec<_> = changed
+                let mut sites: Vec<String> = changed
                     .objects
-                    .into_iter()
-                    .filter_map(|rows| {
-                        let first = &rows.first()?.1.key;
-                        let id = (
-                            first.group().to_owned(),
-                            first.kind.clone(),
-                            first.namespace.clone(),
-                            first.name.clone(),
-                        );
-                        Some((id, rows))
-                    })
+                    .iter()
+                    .flat_map(|rows| rows.iter().map(|r| r.0.clone()))
                     .collect();
-                let sites: Vec<String> = {
-                    let mut s: Vec<String> = fresh
-                        .iter()
-                        .flat_map(|(_, rows)| rows.iter().map(|r| r.0.clone()))
-                        .collect();
-                    s.sort_unstable();
-                    s.dedup();
-                    s
-                };
+                sites.sort_unstable();
+                sites.dedup();
                 let offline = if sites.is_empty() {
                     Vec::new()
                 } else {
@@ -209,21 +194,26 @@ async fn read(shared: Arc<Shared>, vk: String, tenant: Uuid, tx: broadcast::Send
                     )
                     .unwrap_or_default()
                 };
-                for (id, rows) in fresh {
-                    let r#ref = rows.first().map(|(_, s, _)| pb::ObjectRef {
-                        virtual_cluster: s.key.virtual_cluster.clone(),
-                        api_version: s.key.api_version.clone(),
-                        kind: s.key.kind.clone(),
-                        namespace: s.key.namespace.clone(),
-                        name: s.key.name.clone(),
-                    });
+                for rows in changed.objects {
                     let statuses = status_protos(rows, &offline);
-                    let digest = digest(&statuses);
-                    if sent.get(&id).is_some_and(|(d, _)| *d == digest) {
+                    let Some(r#ref) = statuses.first().and_then(|s| s.r#ref.clone()) else {
+                        continue;
+                    };
+                    let id = (
+                        group_of(&r#ref.api_version).to_owned(),
+                        r#ref.kind.clone(),
+                        r#ref.namespace.clone(),
+                        r#ref.name.clone(),
+                    );
+                    let said = without_times(&statuses);
+                    if sent.get(&id).is_some_and(|(before, _)| *before == said) {
                         continue;
                     }
-                    sent.insert(id, (digest, read_at));
-                    let _ = tx.send(Arc::new(pb::ObjectStatusEvent { r#ref, statuses }));
+                    sent.insert(id, (said, read_at));
+                    let _ = tx.send(Arc::new(pb::ObjectStatusEvent {
+                        r#ref: Some(r#ref),
+                        statuses,
+                    }));
                 }
             }
             Err(e) => tracing::warn!(error = %e, vk, "reading status changes; retrying"),
@@ -252,17 +242,14 @@ async fn read(shared: Arc<Shared>, vk: String, tenant: Uuid, tx: broadcast::Send
     }
 }
 
-/// A fingerprint of what an event would say (its statuses without the
-/// store times, which move on every report).
-fn digest(statuses: &[pb::ObjectStatus]) -> i64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for s in statuses {
-        s.site.hash(&mut h);
-        s.observed_revision.hash(&mut h);
-        s.site_offline.hash(&mut h);
-        format!("{:?}", s.status).hash(&mut h);
-        format!("{:?}", s.failure).hash(&mut h);
-    }
-    h.finish() as i64
+/// What an event says, without the store times (which move on every
+/// report, changed or not).
+fn without_times(statuses: &[pb::ObjectStatus]) -> Vec<pb::ObjectStatus> {
+    statuses
+        .iter()
+        .map(|s| pb::ObjectStatus {
+            update_time: None,
+            ..s.clone()
+        })
+        .collect()
 }

@@ -162,38 +162,51 @@ pub async fn changed_since(
         objects: Vec::new(),
         last: after,
     };
-    let mut current: Option<(String, String, String)> = None;
     for r in rows {
-        let key = ObjectKey {
-            virtual_cluster: vk.to_owned(),
-            api_version: r.get("api_version"),
-            kind: r.get("kind"),
-            namespace: r.get("namespace"),
-            name: r.get("name"),
-        };
         out.last = out.last.max(r.get::<i64, _>("changed"));
-        let id = (
-            key.group().to_owned(),
-            key.kind.clone(),
-            format!("{}/{}", key.namespace, key.name),
+        let stored = stored_status(
+            &r,
+            ObjectKey {
+                virtual_cluster: vk.to_owned(),
+                api_version: String::new(),
+                kind: r.get("kind"),
+                namespace: r.get("namespace"),
+                name: r.get("name"),
+            },
         );
-        if current.as_ref() != Some(&id) {
-            current = Some(id);
-            out.objects.push(Vec::new());
+        // Rows come ordered by object: a new object starts a new group.
+        match out.objects.last_mut() {
+            Some(group) if same_object(&group[0].1.key, &stored.1.key) => group.push(stored),
+            _ => out.objects.push(vec![stored]),
         }
-        let state = ObjectState {
+    }
+    Ok(out)
+}
+
+/// One object, whatever version of its API group each site reported.
+fn same_object(a: &ObjectKey, b: &ObjectKey) -> bool {
+    a.group() == b.group() && a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
+}
+
+/// One `object_status` row (site, api_version, status, observed_revision,
+/// failure, update_time) as (site, state of `key` at that version, time).
+fn stored_status(
+    r: &sqlx::postgres::PgRow,
+    mut key: ObjectKey,
+) -> (String, ObjectState, DateTime<Utc>) {
+    key.api_version = r.get("api_version");
+    (
+        r.get("site"),
+        ObjectState {
             key,
             status: r.get("status"),
             observed_revision: r.get("observed_revision"),
             failure: r
                 .get::<Option<serde_json::Value>, _>("failure")
                 .and_then(|v| serde_json::from_value(v).ok()),
-        };
-        if let Some(last) = out.objects.last_mut() {
-            last.push((r.get("site"), state, r.get("update_time")));
-        }
-    }
-    Ok(out)
+        },
+        r.get("update_time"),
+    )
 }
 
 /// The highest status change number handed out so far.
@@ -225,23 +238,5 @@ pub async fn of_object(
     .bind(&key.name)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let mut key = key.clone();
-            key.api_version = r.get("api_version");
-            (
-                r.get("site"),
-                ObjectState {
-                    key,
-                    status: r.get("status"),
-                    observed_revision: r.get("observed_revision"),
-                    failure: r
-                        .get::<Option<serde_json::Value>, _>("failure")
-                        .and_then(|v| serde_json::from_value(v).ok()),
-                },
-                r.get("update_time"),
-            )
-        })
-        .collect())
+    Ok(rows.iter().map(|r| stored_status(r, key.clone())).collect())
 }

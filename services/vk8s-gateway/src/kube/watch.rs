@@ -323,12 +323,12 @@ async fn run(
             change = next_status(&mut pushed) => {
                 match change {
                     Ok(event) => {
-                        let Some(fresh) = pushed_change(&encoder, &namespace, &followed, &event) else {
+                        let Some((name, fresh)) = pushed_change(&encoder, &namespace, &followed, &event) else {
                             continue;
                         };
-                        let name = fresh.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-                        followed.insert(name, fresh.clone());
-                        encoder.event("MODIFIED", &fresh)
+                        let bytes = encoder.event("MODIFIED", &fresh);
+                        followed.insert(name, fresh);
+                        bytes
                     }
                     Err(ended) => {
                         // Fell behind, or the upstream ended: subscribe again
@@ -410,14 +410,14 @@ fn followed_namespace(observer: &Option<Observer>) -> String {
         .unwrap_or_default()
 }
 
-/// A followed object with a pushed change merged in, when that changes
-/// what the watcher holds.
+/// A followed object (name, object) with a pushed change merged in, when
+/// that changes what the watcher holds.
 fn pushed_change(
     encoder: &Encoder,
     namespace: &str,
     followed: &HashMap<String, Value>,
     event: &pb::ObjectStatusEvent,
-) -> Option<Value> {
+) -> Option<(String, Value)> {
     let r = event.r#ref.as_ref()?;
     if r.kind != encoder.kind.kind || r.namespace != namespace {
         return None;
@@ -429,7 +429,7 @@ fn pushed_change(
         &mut fresh,
         statuses_by_site(&event.statuses),
     );
-    (fresh != *last).then_some(fresh)
+    (fresh != *last).then(|| (r.name.clone(), fresh))
 }
 
 /// Re-reads the sites' status of the followed objects (`only`: of these
