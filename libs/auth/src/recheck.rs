@@ -410,6 +410,20 @@ mod tests {
         std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
     }
 
+    /// The trailers a gRPC stream ends with, within one (10 s) interval.
+    async fn ending_trailers<B: Body + Unpin>(body: &mut B) -> http::HeaderMap
+    where
+        B::Error: std::fmt::Debug,
+    {
+        tokio::time::timeout(Duration::from_secs(11), next_frame(body))
+            .await
+            .expect("ended within one interval")
+            .expect("a trailers frame")
+            .unwrap()
+            .into_trailers()
+            .unwrap_or_else(|_| panic!("a trailers frame"))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_revoked_token_ends_the_grpc_stream_with_unauthenticated() {
         let auth = switch(Ok(Utc::now() + chrono::Duration::hours(1)));
@@ -419,14 +433,7 @@ mod tests {
         assert!(waiting.is_err(), "a valid token keeps the stream open");
         assert!(*auth.calls.lock().unwrap() >= 2);
         *auth.verdict.lock().unwrap() = Err(AuthError::Revoked);
-        let frame = tokio::time::timeout(Duration::from_secs(11), next_frame(&mut body))
-            .await
-            .expect("ended within one interval")
-            .expect("a trailers frame")
-            .unwrap();
-        let trailers = frame
-            .into_trailers()
-            .unwrap_or_else(|_| panic!("a trailers frame"));
+        let trailers = ending_trailers(&mut body).await;
         assert_eq!(trailers["grpc-status"], "16");
         assert!(next_frame(&mut body).await.is_none());
         assert!(body.is_end_stream());
@@ -450,14 +457,7 @@ mod tests {
         let waiting = tokio::time::timeout(Duration::from_secs(25), next_frame(&mut body)).await;
         assert!(waiting.is_err(), "a binding added keeps the stream");
         auth.bindings.lock().unwrap().remove(0);
-        let frame = tokio::time::timeout(Duration::from_secs(11), next_frame(&mut body))
-            .await
-            .expect("ended within one interval")
-            .expect("a trailers frame")
-            .unwrap();
-        let trailers = frame
-            .into_trailers()
-            .unwrap_or_else(|_| panic!("a trailers frame"));
+        let trailers = ending_trailers(&mut body).await;
         assert_eq!(trailers["grpc-status"], "7");
         let message = trailers["grpc-message"].to_str().unwrap();
         assert!(message.contains("system-admin"), "{message}");

@@ -181,16 +181,21 @@ async fn status_next(
         .expect("watch not ended")
 }
 
+/// The scenario's Deployment `web`.
+fn web_ref() -> rpb::ObjectRef {
+    rpb::ObjectRef {
+        virtual_cluster: VK.into(),
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        namespace: "shop".into(),
+        name: "web".into(),
+    }
+}
+
 fn web_status(ready: f64, revision: i64) -> Out {
     Out::Status(rpb::StatusReport {
         objects: vec![rpb::ObjectStatus {
-            r#ref: Some(rpb::ObjectRef {
-                virtual_cluster: VK.into(),
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                namespace: "shop".into(),
-                name: "web".into(),
-            }),
+            r#ref: Some(web_ref()),
             status: Some(structure(&[("readyReplicas", Kind::NumberValue(ready))])),
             observed_revision: revision,
             ..Default::default()
@@ -259,13 +264,7 @@ async fn status_changes_are_pushed_to_every_watcher_once() {
     // A site dropping the object changes the merged status too: the event
     // carries the sites left.
     n.send(Out::Status(rpb::StatusReport {
-        deleted_objects: vec![rpb::ObjectRef {
-            virtual_cluster: VK.into(),
-            api_version: "apps/v1".into(),
-            kind: "Deployment".into(),
-            namespace: "shop".into(),
-            name: "web".into(),
-        }],
+        deleted_objects: vec![web_ref()],
         ..Default::default()
     }))
     .await;
@@ -309,13 +308,7 @@ async fn status_reports_become_pods_watches_statuses_deletes_and_logs() {
         full: true,
         pods: vec![pod("web-a", "par-node-1"), pod("web-b", "par-node-2")],
         objects: vec![rpb::ObjectStatus {
-            r#ref: Some(rpb::ObjectRef {
-                virtual_cluster: VK.into(),
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                namespace: "shop".into(),
-                name: "web".into(),
-            }),
+            r#ref: Some(web_ref()),
             site: String::new(),
             failure: None,
             status: Some(structure(&[("readyReplicas", Kind::NumberValue(2.0))])),
@@ -399,13 +392,7 @@ async fn status_reports_become_pods_watches_statuses_deletes_and_logs() {
         .get_object_status(authed(
             &h.admin,
             rpb::GetObjectStatusRequest {
-                r#ref: Some(rpb::ObjectRef {
-                    virtual_cluster: VK.into(),
-                    api_version: "apps/v1".into(),
-                    kind: "Deployment".into(),
-                    namespace: "shop".into(),
-                    name: "web".into(),
-                }),
+                r#ref: Some(web_ref()),
             },
         ))
         .await
@@ -637,13 +624,7 @@ async fn a_site_whose_stream_is_gone_goes_offline_and_comes_back() {
             full: true,
             pods: vec![pod("web-a", "par-node-1")],
             objects: vec![rpb::ObjectStatus {
-                r#ref: Some(rpb::ObjectRef {
-                    virtual_cluster: VK.into(),
-                    api_version: "apps/v1".into(),
-                    kind: "Deployment".into(),
-                    namespace: "shop".into(),
-                    name: "web".into(),
-                }),
+                r#ref: Some(web_ref()),
                 status: Some(structure(&[("readyReplicas", Kind::NumberValue(1.0))])),
                 observed_revision: 1,
                 ..Default::default()
@@ -693,13 +674,7 @@ async fn a_site_whose_stream_is_gone_goes_offline_and_comes_back() {
     assert!(offline, "the pods of an offline site are flagged");
     // So is the site's status of each object.
     let web = rpb::GetObjectStatusRequest {
-        r#ref: Some(rpb::ObjectRef {
-            virtual_cluster: VK.into(),
-            api_version: "apps/v1".into(),
-            kind: "Deployment".into(),
-            namespace: "shop".into(),
-            name: "web".into(),
-        }),
+        r#ref: Some(web_ref()),
     };
     let statuses = api
         .get_object_status(authed(&h.admin, web.clone()))

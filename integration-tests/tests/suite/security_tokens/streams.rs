@@ -91,8 +91,19 @@ fn assert_alive(streams: &mut [Running]) {
     }
 }
 
-#[tokio::test]
-async fn streams_end_once_their_token_is_revoked_or_expires() {
+/// A control plane re-checking stream credentials every second, one
+/// simulated site and the reference scenario.
+struct Plane {
+    app: TestApp,
+    ch: Channel,
+    admin: String,
+    dir: tempfile::TempDir,
+    admin_kubeconfig: std::path::PathBuf,
+    _fleet: manifold_site_agent::Fleet,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+async fn plane() -> Plane {
     let app = TestApp::spawn_with(&[("auth.stream_recheck_secs", "1".into())])
         .await
         .expect("control plane");
@@ -100,11 +111,10 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
     let admin = app.admin_token.clone();
     let dir = tempfile::tempdir().unwrap();
     let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
     let mut base = AgentConfig::new("unused", format!("https://{}", app.grpc_addr), app.ca_pem());
     base.heartbeat_interval = Duration::from_secs(1);
     base.status_debounce = Duration::from_millis(100);
-    let _fleet = manifold_site_agent::start_simulated_sites(
+    let fleet = manifold_site_agent::start_simulated_sites(
         ch.clone(),
         &admin,
         &base,
@@ -115,7 +125,23 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
     .await
     .expect("a simulated site");
     let admin_kubeconfig = crate::reference::scenario(&ch, &admin, dir.path()).await;
-    Kubectl::new(&admin_kubeconfig, dir.path())
+    Plane {
+        app,
+        ch,
+        admin,
+        dir,
+        admin_kubeconfig,
+        _fleet: fleet,
+        _stop: stop.drop_guard(),
+    }
+}
+
+#[tokio::test]
+async fn streams_end_once_their_token_is_revoked_or_expires() {
+    let plane = plane().await;
+    let (app, ch, admin, dir) = (&plane.app, &plane.ch, &plane.admin, &plane.dir);
+    let admin_kubeconfig = &plane.admin_kubeconfig;
+    Kubectl::new(admin_kubeconfig, dir.path())
         .ok_stdin(
             &["apply", "-f", "-"],
             &crate::reference::deployment(1, "productpage:v1"),
@@ -125,8 +151,8 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
     // Ann (namespace editor) with her own token and a kubeconfig minted
     // from it; an operator with an unscoped token for the object feed.
     let ann = user_with_role(
-        &ch,
-        &admin,
+        ch,
+        admin,
         "acme",
         "ann",
         tpb::Role::NamespaceEditor,
@@ -136,10 +162,10 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
     let ann_kubeconfig = dir.path().join("ann.kubeconfig");
     std::fs::write(
         &ann_kubeconfig,
-        get_kubeconfig(&ch, &ann, VK).await.kubeconfig,
+        get_kubeconfig(ch, &ann, VK).await.kubeconfig,
     )
     .unwrap();
-    let ops = operator(&ch, &admin, "ops").await;
+    let ops = operator(ch, admin, "ops").await;
     let kubectl = Kubectl::new(&ann_kubeconfig, dir.path());
     let (pod, site_pod) = running_pod(&kubectl).await;
 
@@ -152,35 +178,35 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
         spawn_kubectl(&ann_kubeconfig, dir.path(), &["get", "pods", "-w"]),
         spawn_kubectl(&ann_kubeconfig, dir.path(), &["logs", "-f", &pod]),
         spawn_grpcurl(
-            &app,
+            app,
             dir.path(),
             &ann,
             &vk,
             "manifold.replication.v1.ReplicationService/WatchPods",
         ),
         spawn_grpcurl(
-            &app,
+            app,
             dir.path(),
             &ann,
             &logs,
             "manifold.replication.v1.ReplicationService/StreamLogs",
         ),
         spawn_grpcurl(
-            &app,
+            app,
             dir.path(),
             &ann,
             &vk,
             "manifold.replication.v1.ReplicationService/WatchObjectStatus",
         ),
         spawn_grpcurl(
-            &app,
+            app,
             dir.path(),
             &ann,
             r#"{"parent": "tenants/acme/namespaces/shop"}"#,
             "manifold.sites.v1.VirtualSiteService/WatchPlacement",
         ),
         spawn_grpcurl(
-            &app,
+            app,
             dir.path(),
             &ops,
             r#"{"from_revision": 0}"#,
@@ -193,8 +219,8 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
 
     // Revoking Ann's token (her kubeconfig's token with it) and the
     // operator's ends every stream.
-    revoke(&ch, &admin, &token_name(&ch, &ann).await).await;
-    revoke(&ch, &admin, &token_name(&ch, &ops).await).await;
+    revoke(ch, admin, &token_name(ch, &ann).await).await;
+    revoke(ch, admin, &token_name(ch, &ops).await).await;
     for s in &mut streams {
         assert!(
             s.ends_within(ENDS_WITHIN).await.is_some(),
@@ -233,7 +259,7 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
     // and a five-second token's WatchPods.
     let short = vpb::virtual_cluster_service_client::VirtualClusterServiceClient::new(ch.clone())
         .get_kubeconfig(authed(
-            &admin,
+            admin,
             vpb::GetKubeconfigRequest {
                 name: VK.into(),
                 ttl_seconds: 5,
@@ -244,7 +270,7 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
         .into_inner();
     let short_kubeconfig = dir.path().join("short.kubeconfig");
     std::fs::write(&short_kubeconfig, short.kubeconfig).unwrap();
-    let short_ops = mint(&ch, &admin, "users/ops", 5, "")
+    let short_ops = mint(ch, admin, "users/ops", 5, "")
         .await
         .expect("short token")
         .secret;
@@ -252,7 +278,7 @@ async fn streams_end_once_their_token_is_revoked_or_expires() {
     let mut expiring = vec![
         spawn_kubectl(&short_kubeconfig, dir.path(), &["get", "configmaps", "-w"]),
         spawn_grpcurl(
-            &app,
+            app,
             dir.path(),
             &short_ops,
             r#"{"from_revision": 0}"#,
@@ -302,26 +328,8 @@ async fn binding_of(ch: &Channel, admin: &str, scope: &str, user: &str) -> Strin
 /// another user's streams go on.
 #[tokio::test]
 async fn streams_end_once_the_role_binding_they_rely_on_is_removed() {
-    let app = TestApp::spawn_with(&[("auth.stream_recheck_secs", "1".into())])
-        .await
-        .expect("control plane");
-    let ch = app.channel().await.expect("channel");
-    let admin = app.admin_token.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
-    let base = AgentConfig::new("unused", format!("https://{}", app.grpc_addr), app.ca_pem());
-    let _fleet = manifold_site_agent::start_simulated_sites(
-        ch.clone(),
-        &admin,
-        &base,
-        vec![SimulatedSite::edge("pa2-par")],
-        SimulatedOptions::default(),
-        stop.clone(),
-    )
-    .await
-    .expect("a simulated site");
-    crate::reference::scenario(&ch, &admin, dir.path()).await;
+    let plane = plane().await;
+    let (app, ch, admin, dir) = (&plane.app, &plane.ch, &plane.admin, &plane.dir);
     const SHOP: &str = "tenants/acme/namespaces/shop";
     let mut kubeconfigs = Vec::new();
     let mut tokens = Vec::new();
@@ -329,9 +337,9 @@ async fn streams_end_once_the_role_binding_they_rely_on_is_removed() {
         ("bob", tpb::Role::NamespaceViewer),
         ("ann", tpb::Role::NamespaceEditor),
     ] {
-        let token = user_with_role(&ch, &admin, "acme", user, role, SHOP).await;
+        let token = user_with_role(ch, admin, "acme", user, role, SHOP).await;
         let path = dir.path().join(format!("{user}.kubeconfig"));
-        std::fs::write(&path, get_kubeconfig(&ch, &token, VK).await.kubeconfig).unwrap();
+        std::fs::write(&path, get_kubeconfig(ch, &token, VK).await.kubeconfig).unwrap();
         kubeconfigs.push(path);
         tokens.push(token);
     }
@@ -339,19 +347,19 @@ async fn streams_end_once_the_role_binding_they_rely_on_is_removed() {
     let method = "manifold.sites.v1.VirtualSiteService/WatchPlacement";
     let mut bobs = vec![
         spawn_kubectl(&kubeconfigs[0], dir.path(), &["get", "configmaps", "-w"]),
-        spawn_grpcurl(&app, dir.path(), &tokens[0], &placement, method),
+        spawn_grpcurl(app, dir.path(), &tokens[0], &placement, method),
     ];
     let mut anns = vec![
         spawn_kubectl(&kubeconfigs[1], dir.path(), &["get", "configmaps", "-w"]),
-        spawn_grpcurl(&app, dir.path(), &tokens[1], &placement, method),
+        spawn_grpcurl(app, dir.path(), &tokens[1], &placement, method),
     ];
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_alive(&mut bobs);
     assert_alive(&mut anns);
 
-    let bob = binding_of(&ch, &admin, SHOP, "tenants/acme/users/bob").await;
+    let bob = binding_of(ch, admin, SHOP, "tenants/acme/users/bob").await;
     tpb::role_binding_service_client::RoleBindingServiceClient::new(ch.clone())
-        .delete_role_binding(authed(&admin, tpb::DeleteRoleBindingRequest { name: bob }))
+        .delete_role_binding(authed(admin, tpb::DeleteRoleBindingRequest { name: bob }))
         .await
         .expect("delete bob's binding");
     for s in &mut bobs {
